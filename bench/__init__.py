@@ -1,0 +1,16 @@
+"""Benchmarks that print figures (`jointav bench NAME`). Each module has `add_arguments(parser)` and `run(args)`."""
+
+import importlib
+
+BENCHMARKS = {"dit": "DiT forward time per step, peak memory, and peak RSS while loading a checkpoint",
+              "decode": "video/audio decode time and peak memory for 1x, 2x, 4x clip lengths"}
+
+
+def register_benchmarks(subparsers) -> None:
+    for name, help_text in BENCHMARKS.items():
+        p = subparsers.add_parser(name, help=help_text)
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError:
+            continue
+        module.add_arguments(p)

@@ -1,0 +1,1 @@
+"""Cameo profiles, consent records and conditioning builders."""

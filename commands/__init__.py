@@ -1,0 +1,1 @@
+"""Pipeline commands of the `jointav` CLI, one module each with a `register(subparsers)`."""

@@ -1,0 +1,1 @@
+"""Checkpoint files: reading, format detection, key maps, config from shapes, dtype policy."""

@@ -1,0 +1,1 @@
+"""Architectures: the fusion DiT, the Wan2.2 VAE, and the attention dispatcher. Plain PyTorch."""

@@ -1,0 +1,39 @@
+"""Shared test helpers: where the Ovi fixtures are, and loud skips when something a tier needs is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("JOINTAV_FIXTURES", REPO.parent / "shared" / "fixtures" / "ovi"))
+
+
+def fixture_dir(component: str) -> Path:
+    """The fixture folder of one component, or a loud skip naming what is missing."""
+    folder = FIXTURES / component
+    if not (folder / "config.json").is_file():
+        pytest.skip(f"PARITY TIER NOT RUN: fixture folder {folder} is absent (set JOINTAV_FIXTURES or put shared/ beside the repo)")
+    return folder
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "parity" in parts:
+            item.add_marker(pytest.mark.parity)
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_report_header(config):
+    ok = (FIXTURES / "fusion_dit" / "config.json").is_file()
+    return f"jointav fixtures: {FIXTURES} ({'found' if ok else 'ABSENT: parity tier will skip'})"
