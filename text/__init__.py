@@ -1,0 +1,1 @@
+"""Prompt text: Ovi's markup for speech and sound descriptions, and text-encoder front ends."""
