@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
+from jointav.errors import InputShapeError, InputValueError
+
+
+def _clip(t=25, h=32, w=48):
+    x = np.linspace(0, 1, w, dtype=np.float32)
+    frames = np.stack([np.broadcast_to(((x + i / t) % 1.0)[None, :, None], (h, w, 3)) for i in range(t)])
+    return frames
+
+
+def test_mp4_has_one_h264_high_and_one_aac_stream_of_the_clip_duration(tmp_path):
+    sr, fps, frames = 44100, 12, _clip()
+    duration = len(frames) / fps
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(duration * sr)) / sr).astype(np.float32)
+    out = write_mp4(tmp_path / "clip.mp4", frames, fps, np.stack([tone, tone]), sr, metadata={"comment": "seed=3"})
+    info = probe_mp4(out)
+    assert len(info["video"]) == 1 and len(info["audio"]) == 1
+    v, a = info["video"][0], info["audio"][0]
+    assert (v["codec"], v["profile"], v["width"], v["height"]) == ("h264", "High", 48, 32)
+    assert v["frames"] == len(frames)
+    assert abs(v["duration"] - duration) <= 1 / fps
+    assert (a["codec"], a["sample_rate"], a["channels"]) == ("aac", sr, 2)
+    assert abs(a["duration"] - duration) <= 1 / fps
+    assert info["metadata"].get("comment") == "seed=3"
+
+
+def test_frames_and_tone_survive_the_round_trip(tmp_path):
+    sr, fps, frames = 48000, 12, _clip()
+    n = int(len(frames) / fps * sr)
+    tone = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(n) / sr).astype(np.float32)
+    out = write_mp4(tmp_path / "c.mp4", frames, fps, tone, sr)
+    got_frames, wave, got_fps, got_sr = read_mp4(out)
+    assert got_frames.shape == (len(frames), 32, 48, 3) and got_fps == fps and got_sr == sr
+    assert np.abs(got_frames.astype(np.float32) / 255 - frames).mean() < 0.02
+    spectrum = np.abs(np.fft.rfft(wave[0, sr // 4 : sr // 4 + sr // 2]))
+    assert abs(np.argmax(spectrum) * 2 - 1000) <= 4  # bin width 2 Hz for a 0.5 s window
+
+
+def test_bad_input_is_refused_and_nothing_is_left_behind(tmp_path):
+    with pytest.raises(InputShapeError, match=r"\[T, H, W, 3\]"):
+        write_mp4(tmp_path / "a.mp4", np.zeros((4, 8, 8)), 12)
+    with pytest.raises(InputValueError, match="sample_rate"):
+        write_mp4(tmp_path / "b.mp4", _clip(), 12, np.zeros(100, np.float32), 12345)
+    with pytest.raises(InputValueError, match="NaN"):
+        write_mp4(tmp_path / "c.mp4", _clip(), 12, np.full(1000, np.nan, np.float32), 44100)
+    assert list(tmp_path.iterdir()) == []
