@@ -1,0 +1,560 @@
+"""The joint audio-video fusion DiT (Ovi-compatible): two Wan-style towers joined in every block.
+
+State-dict keys are exactly the reference's (`video_model.*`, `audio_model.*`), so Ovi checkpoints load
+with `load_state_dict(strict=True)`. There are no buffers: the RoPE tables are rebuilt on the fly each
+forward (they are tiny), so a model built on `device="meta"` and filled with
+`load_state_dict(..., assign=True)` needs no extra step.
+
+Precision policy: weights keep their storage dtype (fp32/bf16/fp16/fp8) and are cast to
+`compute_dtype` (default float32) inside each layer. Norms, modulation and the residual stream are
+float32; RoPE and the timestep sinusoid are float64, as in the reference.
+
+One forward, per block i (both towers interleaved; see shared/reference/ovi-notes.md §4):
+audio self-attn, video self-attn, audio cross-attn (text + video after its self-attn) and FFN,
+video cross-attn (text + audio after its self-attn, i.e. before the audio cross step) and FFN.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import InputShapeError, InputValueError
+from .attention import BACKENDS, attention, resolve_backend
+from .config import FusionConfig, TowerConfig
+from .layers import CastConv3d, CastLinear, ChannelLastConv1d, ConvMLP, LayerNorm, RMSNorm
+from .rope import audio_rope_table, rope_multipliers, rotate, sinusoidal_embedding, video_rope_table
+
+TensorOrList = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+# The cross-modal norms injected by the reference use a fixed eps, not the tower's.
+FUSION_NORM_EPS = 1e-6
+# The audio patch embedding is fixed by the reference (MMAudio latents): conv k=7 and a 4x gated conv MLP.
+AUDIO_EMBED_KERNEL = 7
+AUDIO_EMBED_MLP_RATIO = 4
+
+
+@dataclass
+class PerToken:
+    """Values that depend on each token's timestep, stored once per distinct timestep.
+
+    Tokens carry very few distinct timesteps (t, or 0 on clean frames), so embeddings are computed on the
+    distinct values only and gathered per token. `index` is `[B, L]`, or `[B, 1]` when every token of a
+    sample has the same timestep (then the gathered values broadcast and nothing per-token is built).
+    """
+
+    index: torch.Tensor
+
+    @classmethod
+    def from_timesteps(cls, t_tok: torch.Tensor) -> tuple["PerToken", torch.Tensor]:
+        values, inverse = torch.unique(t_tok, return_inverse=True)
+        uniform = bool((t_tok == t_tok[:, :1]).all())
+        return cls(inverse[:, :1] if uniform else inverse), values
+
+    def gather(self, table: torch.Tensor) -> torch.Tensor:
+        """`table` `[U, ...]` (one row per distinct timestep) → `[B, L or 1, ...]`."""
+        return table[self.index]
+
+
+@dataclass
+class TowerState:
+    """Everything one tower carries through the blocks of one forward."""
+
+    x: torch.Tensor  # [B, L, dim] residual stream, float32
+    seq_lens: torch.Tensor  # [B] true token counts (int64)
+    grids: list[tuple[int, ...]]  # per sample: (F, H, W) video, (L,) audio, in tokens
+    key_lens: torch.Tensor | None  # seq_lens as a key mask, None when no sample is padded
+    rope: torch.Tensor  # [B, L, 1, pairs] complex128 rotations (1 on padding)
+    per_token: PerToken
+    time_e: torch.Tensor  # [U, dim] time_embedding output per distinct timestep, float32
+    time_e0: torch.Tensor  # [U, 6, dim] time_projection output per distinct timestep, float32
+    context: torch.Tensor  # [B, text_len, dim] embedded text, compute dtype
+
+
+def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    return x.unflatten(-1, (num_heads, x.shape[-1] // num_heads))
+
+
+class SelfAttention(nn.Module):
+    """q/k RMS-normed over the full width, RoPE on q and k, keys masked by the tower's true lengths."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None):
+        super().__init__()
+        fk = dict(device=device, dtype=dtype)
+        self.num_heads = num_heads
+        self.q = CastLinear(dim, dim, **fk)
+        self.k = CastLinear(dim, dim, **fk)
+        self.v = CastLinear(dim, dim, **fk)
+        self.o = CastLinear(dim, dim, **fk)
+        self.norm_q = RMSNorm(dim, eps, **fk)
+        self.norm_k = RMSNorm(dim, eps, **fk)
+
+    def forward(self, x: torch.Tensor, state: TowerState, backend: str) -> torch.Tensor:
+        q = rotate(_heads(self.norm_q(self.q(x)), self.num_heads), state.rope)
+        k = rotate(_heads(self.norm_k(self.k(x)), self.num_heads), state.rope)
+        v = _heads(self.v(x), self.num_heads)
+        return self.o(attention(q, k, v, state.key_lens, backend).flatten(2))
+
+
+class CrossAttention(SelfAttention):
+    """Text cross-attention plus cross-modal attention to the other tower, summed before one output projection.
+
+    Text: un-rotated q against all text_len context rows (no mask, as the reference). Cross-modal: q rotated
+    with the source tower's RoPE, keys from the target stream rotated with the target's RoPE and masked by
+    the target's true lengths.
+    """
+
+    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None):
+        super().__init__(dim, num_heads, eps, device=device, dtype=dtype)
+        fk = dict(device=device, dtype=dtype)
+        self.k_fusion = CastLinear(dim, dim, **fk)
+        self.v_fusion = CastLinear(dim, dim, **fk)
+        self.pre_attn_norm_fusion = LayerNorm(dim, FUSION_NORM_EPS, affine=True, **fk)
+        self.norm_k_fusion = RMSNorm(dim, FUSION_NORM_EPS, **fk)
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, src: TowerState, target_x: torch.Tensor, target: TowerState, backend: str
+    ) -> torch.Tensor:
+        n = self.num_heads
+        q = _heads(self.norm_q(self.q(x)), n)
+        k = _heads(self.norm_k(self.k(src.context)), n)
+        v = _heads(self.v(src.context), n)
+        out = attention(q, k, v, None, backend)
+
+        tgt = self.pre_attn_norm_fusion(target_x).to(x.dtype)
+        k_t = rotate(_heads(self.norm_k_fusion(self.k_fusion(tgt)), n), target.rope)
+        v_t = _heads(self.v_fusion(tgt), n)
+        out = out + attention(rotate(q, src.rope), k_t, v_t, target.key_lens, backend)
+        return self.o(out.flatten(2))
+
+
+def _modulation_table(num: int, dim: int, device=None, dtype=None) -> nn.Parameter:
+    """A learned `[1, num, dim]` table ~ N(0, 1/dim) (the reference's init); left empty on the meta device,
+    where random init would only cost time (a loader fills it)."""
+    table = torch.empty(1, num, dim, device=device, dtype=dtype)
+    if table.device.type != "meta":
+        nn.init.normal_(table, std=dim**-0.5)
+    return nn.Parameter(table)
+
+
+class Modulation(nn.Module):
+    """The per-block table added to the timestep projection (key `...modulation.modulation`)."""
+
+    def __init__(self, dim: int, num: int, device=None, dtype=None):
+        super().__init__()
+        self.modulation = _modulation_table(num, dim, device=device, dtype=dtype)
+
+
+class TowerBlock(nn.Module):
+    """One tower's half of a fusion block; the interleaving of the two halves lives in `FusionDiT`."""
+
+    def __init__(self, cfg: TowerConfig, device=None, dtype=None):
+        super().__init__()
+        fk = dict(device=device, dtype=dtype)
+        dim = cfg.dim
+        self.norm1 = LayerNorm(dim, cfg.eps)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.eps, **fk)
+        self.norm3 = LayerNorm(dim, cfg.eps, affine=True, **fk)
+        self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.eps, **fk)
+        self.norm2 = LayerNorm(dim, cfg.eps)
+        self.ffn = nn.Sequential(
+            CastLinear(dim, cfg.ffn_dim, **fk), nn.GELU(approximate="tanh"), CastLinear(cfg.ffn_dim, dim, **fk)
+        )
+        self.modulation = Modulation(dim, 6, **fk)
+
+    def modulation_table(self, state: TowerState) -> torch.Tensor:
+        """`[U, 6, dim]` float32: (shift, scale, gate) for attention, then for the FFN."""
+        return self.modulation.modulation.float() + state.time_e0
+
+    def self_attention_step(self, state: TowerState, mod: torch.Tensor, dtype: torch.dtype, backend: str):
+        shift, scale, gate = (state.per_token.gather(mod[:, i]) for i in range(3))
+        h = (self.norm1(state.x) * (1 + scale) + shift).to(dtype)
+        return state.x + self.self_attn(h, state, backend) * gate
+
+    def cross_ffn_step(
+        self, state: TowerState, mod: torch.Tensor, target_x: torch.Tensor, target: TowerState,
+        dtype: torch.dtype, backend: str,
+    ) -> torch.Tensor:
+        x = state.x + self.cross_attn(self.norm3(state.x).to(dtype), state, target_x, target, backend)
+        shift, scale, gate = (state.per_token.gather(mod[:, i]) for i in range(3, 6))
+        h = (self.norm2(x) * (1 + scale) + shift).to(dtype)
+        return x + self.ffn(h) * gate
+
+
+class Head(nn.Module):
+    """Final modulated LayerNorm + Linear to `prod(patch) · out_dim` values per token (uses e, not e0)."""
+
+    def __init__(self, dim: int, out_features: int, eps: float, device=None, dtype=None):
+        super().__init__()
+        self.norm = LayerNorm(dim, eps)
+        self.head = CastLinear(dim, out_features, device=device, dtype=dtype)
+        self.modulation = _modulation_table(2, dim, device=device, dtype=dtype)
+
+    def forward(self, state: TowerState, dtype: torch.dtype) -> torch.Tensor:
+        table = self.modulation.float() + state.time_e[:, None, :]  # [U, 2, dim]
+        shift, scale = state.per_token.gather(table[:, 0]), state.per_token.gather(table[:, 1])
+        return self.head((self.norm(state.x) * (1 + scale) + shift).to(dtype))
+
+
+class Tower(nn.Module):
+    """One WanModel-style tower: embeddings, blocks, head. Video: Conv3d patches; audio: conv stack."""
+
+    def __init__(self, cfg: TowerConfig, device=None, dtype=None):
+        super().__init__()
+        fk = dict(device=device, dtype=dtype)
+        self.cfg = cfg
+        dim = cfg.dim
+        if cfg.is_video:
+            self.patch_embedding = CastConv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **fk)
+        else:
+            pad = AUDIO_EMBED_KERNEL // 2
+            self.patch_embedding = nn.Sequential(
+                ChannelLastConv1d(cfg.in_dim, dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, **fk),
+                nn.SiLU(),
+                ConvMLP(dim, AUDIO_EMBED_MLP_RATIO * dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, **fk),
+            )
+        self.text_embedding = nn.Sequential(
+            CastLinear(cfg.text_dim, dim, **fk), nn.GELU(approximate="tanh"), CastLinear(dim, dim, **fk)
+        )
+        self.time_embedding = nn.Sequential(CastLinear(cfg.freq_dim, dim, **fk), nn.SiLU(), CastLinear(dim, dim, **fk))
+        self.time_projection = nn.Sequential(nn.SiLU(), CastLinear(dim, 6 * dim, **fk))
+        self.blocks = nn.ModuleList([TowerBlock(cfg, **fk) for _ in range(cfg.num_layers)])
+        self.head = Head(dim, math.prod(cfg.patch_size) * cfg.out_dim, cfg.eps, **fk)
+
+    def rope_table(self, device: torch.device) -> torch.Tensor:
+        cfg = self.cfg
+        if cfg.is_video:
+            table = video_rope_table(cfg.head_dim)
+        else:
+            table = audio_rope_table(cfg.head_dim, cfg.temporal_rope_scaling_factor)
+        return table.to(device)
+
+    def _embed_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """`[N, C, F, H, W]` or `[N, L, C]` → tokens `[N, tokens, dim]`."""
+        if self.cfg.is_video:
+            return self.patch_embedding(x).flatten(2).transpose(1, 2)
+        return self.patch_embedding(x)
+
+    def _grid(self, item: torch.Tensor) -> tuple[int, ...]:
+        if self.cfg.is_video:
+            return tuple(s // p for s, p in zip(item.shape[1:], self.cfg.patch_size))
+        return (item.shape[0],)
+
+    def embed(self, items: list[torch.Tensor], dtype: torch.dtype) -> tuple[list[torch.Tensor], list[tuple[int, ...]]]:
+        """Patch-embed each sample on its own (the audio convs must not see a neighbour's padding)."""
+        grids = [self._grid(u) for u in items]
+        if all(u.shape == items[0].shape for u in items):
+            tokens = list(self._embed_batch(torch.stack(items).to(dtype)).unbind(0))
+        else:
+            tokens = [self._embed_batch(u[None].to(dtype))[0] for u in items]
+        return tokens, grids
+
+    def prepare(
+        self,
+        items: list[torch.Tensor],
+        t: torch.Tensor,
+        clean: torch.Tensor | None,
+        contexts: list[torch.Tensor],
+        seq_len: int | None,
+        dtype: torch.dtype,
+        seq_len_name: str,
+    ) -> TowerState:
+        """Embed latents, timesteps (per token) and text into the state the blocks consume."""
+        tokens, grids = self.embed(items, dtype)
+        lens = [u.shape[0] for u in tokens]
+        seq_len = _checked_seq_len(seq_len, max(lens), seq_len_name)
+        device = tokens[0].device
+        x = torch.zeros(len(tokens), seq_len, self.cfg.dim, device=device, dtype=torch.float32)
+        for b, u in enumerate(tokens):
+            x[b, : u.shape[0]] = u.float()
+        seq_lens = torch.tensor(lens, dtype=torch.long, device=device)
+
+        t_tok = t.to(device=device, dtype=torch.float64)[:, None].expand(len(tokens), seq_len)
+        if clean is not None:
+            t_tok = t_tok.masked_fill(_token_mask(clean.to(device), grids, seq_len), 0.0)
+        per_token, values = PerToken.from_timesteps(t_tok)
+        e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, values).to(dtype))
+        e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
+
+        ctx = torch.stack([F.pad(c, (0, 0, 0, self.cfg.text_len - c.shape[0])) for c in contexts])
+        context = self.text_embedding(ctx.to(device=device, dtype=dtype))
+
+        return TowerState(
+            x=x,
+            seq_lens=seq_lens,
+            grids=grids,
+            key_lens=None if min(lens) == seq_len else seq_lens,
+            rope=rope_multipliers(grids, self.rope_table(device), seq_len, self.cfg.head_dim),
+            per_token=per_token,
+            time_e=e.float(),
+            time_e0=e0.float(),
+            context=context,
+        )
+
+    def unpatchify(self, out: torch.Tensor, grids: list[tuple[int, ...]]) -> list[torch.Tensor]:
+        """Head output `[B, L, prod(patch)·out_dim]` → per sample `[C, F, H, W]` (video) or `[L, C]` (audio)."""
+        c = self.cfg.out_dim
+        if not self.cfg.is_video:
+            return [out[b, : g[0]] for b, g in enumerate(grids)]
+        pt, ph, pw = self.cfg.patch_size
+        result = []
+        for b, (f, h, w) in enumerate(grids):
+            u = out[b, : f * h * w].reshape(f, h, w, pt, ph, pw, c)
+            result.append(u.permute(6, 0, 3, 1, 4, 2, 5).reshape(c, f * pt, h * ph, w * pw))
+        return result
+
+
+def _checked_seq_len(seq_len: int | None, needed: int, name: str) -> int:
+    if seq_len is None:
+        return needed
+    if int(seq_len) < needed:
+        raise InputShapeError(f"{name}: {int(seq_len)} is shorter than the longest sample's {needed} tokens")
+    return int(seq_len)
+
+
+def _token_mask(clean: torch.Tensor, grids: list[tuple[int, ...]], seq_len: int) -> torch.Tensor:
+    """Per-time-step keep mask `[B, T]` → per-token `[B, seq_len]` (time is the grid's first, slowest axis)."""
+    mask = torch.zeros(len(grids), seq_len, dtype=torch.bool, device=clean.device)
+    for b, grid in enumerate(grids):
+        per_step = math.prod(grid[1:])
+        mask[b, : grid[0] * per_step] = clean[b, : grid[0]].repeat_interleave(per_step)
+    return mask
+
+
+def _as_items(x: TensorOrList, name: str, item_shape: str, item_ndim: int) -> tuple[list[torch.Tensor], bool]:
+    """A batched tensor or a list of per-sample tensors → (list of samples, whether a list came in)."""
+    if isinstance(x, torch.Tensor):
+        if x.dim() != item_ndim + 1:
+            raise InputShapeError(f"{name}: expected a tensor [B, {item_shape}] or a list of [{item_shape}], "
+                                  f"found shape {tuple(x.shape)}")
+        return list(x.unbind(0)), False
+    if isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(u, torch.Tensor) for u in x):
+        for i, u in enumerate(x):
+            if u.dim() != item_ndim:
+                raise InputShapeError(f"{name}[{i}]: expected [{item_shape}], found shape {tuple(u.shape)}")
+        return list(x), True
+    raise InputShapeError(f"{name}: expected a tensor [B, {item_shape}] or a non-empty list of [{item_shape}] tensors, "
+                          f"found {type(x).__name__}")
+
+
+def _check_batch(name: str, found: int, batch: int) -> None:
+    if found != batch:
+        raise InputShapeError(f"{name}: batch size {found} does not match the video batch size {batch}")
+
+
+class FusionDiT(nn.Module):
+    """Ovi's FusionModel: `video_model` and `audio_model` towers of equal depth, fused in every block.
+
+    `compute_dtype` (float32 default; bfloat16/float16 selectable at any time) is independent of the
+    weights' storage dtype (`dtype`, which may be fp8). `attention_backend` is one of
+    `models.attention.BACKENDS`, resolved against the input's device at each forward.
+    """
+
+    def __init__(
+        self,
+        config: FusionConfig,
+        attention_backend: str = "sdpa",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        compute_dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        _check_config(config)
+        if attention_backend not in BACKENDS:
+            raise InputValueError(
+                f"attention_backend: unknown value {attention_backend!r}; expected one of {', '.join(BACKENDS)}"
+            )
+        self.config = config
+        self.attention_backend = attention_backend
+        self.compute_dtype = compute_dtype
+        self.video_model = Tower(config.video, device=device, dtype=dtype)
+        self.audio_model = Tower(config.audio, device=device, dtype=dtype)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self._compute_dtype
+
+    @compute_dtype.setter
+    def compute_dtype(self, value: torch.dtype) -> None:
+        if not (isinstance(value, torch.dtype) and value.is_floating_point and value.itemsize >= 2):
+            raise InputValueError(f"compute_dtype: expected float32, bfloat16, float16 or float64, found {value}")
+        self._compute_dtype = value
+
+    def forward(
+        self,
+        video: TensorOrList,
+        audio: TensorOrList,
+        t: torch.Tensor | float,
+        video_context: TensorOrList,
+        audio_context: TensorOrList,
+        *,
+        video_clean: torch.Tensor | None = None,
+        audio_clean: torch.Tensor | None = None,
+        first_frame_is_clean: bool = False,
+        skip_layer: int | None = None,
+        video_seq_len: int | None = None,
+        audio_seq_len: int | None = None,
+        intermediates: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[TensorOrList, TensorOrList]:
+        """Velocity predictions for a joint video + audio latent.
+
+        video `[B, C, F, H, W]` or a list of `[C, F_i, H_i, W_i]`; audio `[B, L, C]` or a list of `[L_i, C]`.
+        Outputs take the input's form (tensor → tensor, list → list) and dtype.
+        t: scalar or `[B]` timesteps on the 0..1000 scale, shared by both towers.
+        Contexts: `[B, Lt, text_dim]` or lists of `[Lt_i, text_dim]`; zero-padded to text_len and attended
+        to in full (the reference passes no text mask, padded rows included).
+        video_clean `[B, F]` / audio_clean `[B, L]` (bool, per token time step; F counts latent frames, the
+        video patch is 1 frame deep): tokens of marked steps get timestep 0 (keep-mask conditioning).
+        first_frame_is_clean=True marks frame 0 of every sample (the reference's i2v).
+        skip_layer: block skipped in both towers (skip-layer guidance). None, False and 0 mean off: as in
+        the reference, block 0 cannot be skipped.
+        video_seq_len / audio_seq_len: pad to this many tokens (default: the longest sample); padding
+        never changes the output.
+        intermediates: optional dict filled with `vid|audio.{embedded_x, time_e, time_e0, context_embedded,
+        seq_lens, grid_sizes, pre_head_x, head_out}` and `block<i>.vid|audio` (the fixtures' names).
+        """
+        cfg_v, cfg_a = self.config.video, self.config.audio
+        video_items, video_listed = _as_items(video, "video", "C, F, H, W", 4)
+        audio_items, audio_listed = _as_items(audio, "audio", "L, C", 2)
+        batch = len(video_items)
+        _check_batch("audio", len(audio_items), batch)
+        self._check_latents(video_items, audio_items)
+        t_vec = _timesteps(t, batch)
+        video_ctx = _contexts(video_context, "video_context", batch, cfg_v)
+        audio_ctx = _contexts(audio_context, "audio_context", batch, cfg_a)
+        skip = _skip_index(skip_layer, self.config.num_layers)
+
+        max_frames = max(u.shape[1] // cfg_v.patch_size[0] for u in video_items)
+        v_clean = _clean_mask(video_clean, "video_clean", batch, max_frames)
+        if first_frame_is_clean:
+            v_clean = torch.zeros(batch, max_frames, dtype=torch.bool) if v_clean is None else v_clean.clone()
+            v_clean[:, 0] = True
+        a_clean = _clean_mask(audio_clean, "audio_clean", batch, max(u.shape[0] for u in audio_items))
+
+        dtype = self.compute_dtype
+        backend = resolve_backend(self.attention_backend, video_items[0].device)
+        vid = self.video_model.prepare(video_items, t_vec, v_clean, video_ctx, video_seq_len, dtype, "video_seq_len")
+        aud = self.audio_model.prepare(audio_items, t_vec, a_clean, audio_ctx, audio_seq_len, dtype, "audio_seq_len")
+        record = intermediates is not None
+        if record:
+            _record_inputs(intermediates, "vid", vid)
+            _record_inputs(intermediates, "audio", aud)
+
+        for i, (vb, ab) in enumerate(zip(self.video_model.blocks, self.audio_model.blocks)):
+            if i == skip:
+                continue
+            v_mod, a_mod = vb.modulation_table(vid), ab.modulation_table(aud)
+            aud.x = ab.self_attention_step(aud, a_mod, dtype, backend)
+            vid.x = vb.self_attention_step(vid, v_mod, dtype, backend)
+            audio_after_self_attn = aud.x
+            aud.x = ab.cross_ffn_step(aud, a_mod, vid.x, vid, dtype, backend)
+            vid.x = vb.cross_ffn_step(vid, v_mod, audio_after_self_attn, aud, dtype, backend)
+            if record:
+                intermediates[f"block{i}.vid"] = vid.x
+                intermediates[f"block{i}.audio"] = aud.x
+
+        v_out = self.video_model.head(vid, dtype)
+        a_out = self.audio_model.head(aud, dtype)
+        if record:
+            intermediates.update({"vid.pre_head_x": vid.x, "vid.head_out": v_out,
+                                  "audio.pre_head_x": aud.x, "audio.head_out": a_out})
+        video_list = [u.to(src.dtype) for u, src in zip(self.video_model.unpatchify(v_out, vid.grids), video_items)]
+        audio_list = [u.to(src.dtype) for u, src in zip(self.audio_model.unpatchify(a_out, aud.grids), audio_items)]
+        return (
+            video_list if video_listed else torch.stack(video_list),
+            audio_list if audio_listed else torch.stack(audio_list),
+        )
+
+    def _check_latents(self, video_items: list[torch.Tensor], audio_items: list[torch.Tensor]) -> None:
+        cfg_v, cfg_a = self.config.video, self.config.audio
+        for i, u in enumerate(video_items):
+            if u.shape[0] != cfg_v.in_dim:
+                raise InputShapeError(f"video[{i}]: expected {cfg_v.in_dim} channels [C, F, H, W], "
+                                      f"found shape {tuple(u.shape)}")
+            for axis, size, p in zip("FHW", u.shape[1:], cfg_v.patch_size):
+                if size == 0 or size % p:
+                    raise InputShapeError(f"video[{i}]: {axis} = {size} must be a positive multiple of the patch "
+                                          f"size {p} (patch {tuple(cfg_v.patch_size)}), found shape {tuple(u.shape)}")
+        for i, u in enumerate(audio_items):
+            if u.shape[1] != cfg_a.in_dim or u.shape[0] == 0:
+                raise InputShapeError(f"audio[{i}]: expected [L, {cfg_a.in_dim}] with L > 0, "
+                                      f"found shape {tuple(u.shape)}")
+
+
+def _check_config(config: FusionConfig) -> None:
+    for name, tower, is_video in (("video", config.video, True), ("audio", config.audio, False)):
+        if tower.is_video != is_video:
+            raise InputValueError(f"FusionConfig.{name}: patch_size {tuple(tower.patch_size)} does not describe a "
+                                  f"{name} tower (video: 3 entries, audio: (1,))")
+        if tower.dim % tower.num_heads or tower.head_dim % 2:
+            raise InputValueError(f"FusionConfig.{name}: dim {tower.dim} must split into {tower.num_heads} heads "
+                                  f"of even size")
+    # Cross-modal attention projects the other tower's stream with this tower's width and heads.
+    if (config.video.dim, config.video.num_heads) != (config.audio.dim, config.audio.num_heads):
+        raise InputValueError(
+            f"FusionConfig: the towers must share dim and num_heads for cross-modal attention, found video "
+            f"{config.video.dim}/{config.video.num_heads} and audio {config.audio.dim}/{config.audio.num_heads}"
+        )
+    if tuple(config.audio.patch_size) != (1,):
+        raise InputValueError(f"FusionConfig.audio: patch_size must be (1,), found {tuple(config.audio.patch_size)}")
+
+
+def _timesteps(t: torch.Tensor | float, batch: int) -> torch.Tensor:
+    t = torch.as_tensor(t)
+    if t.numel() == 1:
+        return t.reshape(1).expand(batch)
+    if t.dim() != 1 or t.shape[0] != batch:
+        raise InputShapeError(f"t: expected a scalar or shape [{batch}] (one timestep per sample), "
+                              f"found shape {tuple(t.shape)}")
+    return t
+
+
+def _contexts(ctx: TensorOrList, name: str, batch: int, cfg: TowerConfig) -> list[torch.Tensor]:
+    items, _ = _as_items(ctx, name, "Lt, text_dim", 2)
+    _check_batch(name, len(items), batch)
+    for i, c in enumerate(items):
+        if c.shape[1] != cfg.text_dim or c.shape[0] > cfg.text_len:
+            raise InputShapeError(f"{name}[{i}]: expected [Lt <= {cfg.text_len}, {cfg.text_dim}], "
+                                  f"found shape {tuple(c.shape)}")
+    return items
+
+
+def _clean_mask(mask: torch.Tensor | None, name: str, batch: int, steps: int) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool or tuple(mask.shape) != (batch, steps):
+        raise InputShapeError(f"{name}: expected a bool tensor of shape [{batch}, {steps}], "
+                              f"found {mask.dtype} of shape {tuple(mask.shape)}")
+    return mask
+
+
+def _skip_index(skip_layer, num_layers: int) -> int | None:
+    if skip_layer is None or skip_layer is False:
+        return None
+    if skip_layer is True:
+        raise InputValueError("skip_layer: expected a block index or None, found True")
+    try:
+        index = operator.index(skip_layer)
+    except TypeError:
+        raise InputValueError(f"skip_layer: expected an integer block index or None, found {skip_layer!r}") from None
+    if not 0 <= index < num_layers:
+        raise InputValueError(f"skip_layer: expected 0..{num_layers - 1} (0 = off), found {index}")
+    return index or None  # the reference's `slg_layer > 0` test: block 0 is never skipped
+
+
+def _record_inputs(out: dict[str, torch.Tensor], prefix: str, state: TowerState) -> None:
+    index = state.per_token.index.expand(state.x.shape[0], state.x.shape[1])
+    out.update({
+        f"{prefix}.embedded_x": state.x,
+        f"{prefix}.time_e": state.time_e[index],
+        f"{prefix}.time_e0": state.time_e0[index],
+        f"{prefix}.context_embedded": state.context,
+        f"{prefix}.seq_lens": state.seq_lens,
+        f"{prefix}.grid_sizes": torch.tensor(state.grids, dtype=torch.long),
+    })
