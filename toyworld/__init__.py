@@ -1,0 +1,28 @@
+"""The procedural toy world the tiny default model learns from: captioned clips with exact sound timing.
+
+Plain numpy. `sample_spec` draws a scene, `caption_for` / `parse_caption` go between scenes and captions,
+`render_clip` turns a scene and a seed into frames, a waveform and the ground truth.
+"""
+
+from .render import Clip, ClipTruth, WorldConfig, render_clip
+from .scenes import (
+    HELDOUT_CHARACTER_PAIRS,
+    HELDOUT_OBJECT_PAIRS,
+    SceneSpec,
+    caption_for,
+    parse_caption,
+    sample_spec,
+)
+
+__all__ = [
+    "Clip",
+    "ClipTruth",
+    "WorldConfig",
+    "render_clip",
+    "SceneSpec",
+    "caption_for",
+    "parse_caption",
+    "sample_spec",
+    "HELDOUT_OBJECT_PAIRS",
+    "HELDOUT_CHARACTER_PAIRS",
+]
