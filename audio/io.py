@@ -7,13 +7,13 @@ is complete, so a crash or a full disk never leaves a half-written file under th
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from ..atomic import atomic_path
 from ..errors import InputShapeError, InputValueError
 from .finishing import AudioDict
 
@@ -58,15 +58,8 @@ def write_audio(path: str | os.PathLike, audio: AudioDict, *, index: int = 0, su
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        sf.write(tmp, data, int(rate), format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), data, int(rate), format=fmt, subtype=subtype)
     return path
 
 

@@ -7,13 +7,13 @@ never leaves a half-written MP4 where a user expects a clip.
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import InputShapeError, InputValueError
 
 AAC_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -68,11 +68,8 @@ def write_mp4(
             raise InputValueError(f"mp4 sample_rate: AAC needs one of {AAC_RATES}, found {sample_rate}; resample first")
         audio = _as_planar_audio(waveform)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp_name, "w", format="mp4") as container:
+    with atomic_path(path, suffix=".mp4") as tmp:
+        with av.open(str(tmp), "w", format="mp4") as container:
             for key, value in (metadata or {}).items():
                 container.metadata[key] = str(value)
             video = container.add_stream("libx264", rate=rate)
@@ -97,10 +94,6 @@ def write_mp4(
                     container.mux(packet)
                 for packet in astream.encode():
                     container.mux(packet)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     return path
 
 

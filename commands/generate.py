@@ -1,0 +1,81 @@
+"""`jointav generate`: one clip from a prompt (and optionally a first-frame image) without ComfyUI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = text.lower().split("x")
+        return int(h), int(w)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64") from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="make an MP4 (H.264 + AAC) and a WAV from a prompt",
+                              description="Generate a clip with sound. Without --model the embedded default model runs.")
+    p.add_argument("--prompt", required=True, help="the scene; speech may be inline as <S>words<E>")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .mp4 (a .wav of the same name is written beside it)")
+    p.add_argument("--speech", action="append", default=[], help="a spoken line (repeatable)")
+    p.add_argument("--audio-description", default="", help="sounds to hear, e.g. 'low thuds, room tone'")
+    p.add_argument("--video-negative", default="jitter, bad hands, blur, distortion")
+    p.add_argument("--audio-negative", default="robotic, muffled, echo, distorted")
+    p.add_argument("--model", help="fusion DiT checkpoint (Ovi .safetensors or a JointAV bundle); default: embedded")
+    p.add_argument("--video-vae", help="Wan2.2 VAE file (wan2.2_vae.safetensors or Wan2.2_VAE.pth)")
+    p.add_argument("--audio-vae", help="MMAudio VAE file (v1-16.pth)")
+    p.add_argument("--vocoder", help="BigVGAN generator file (best_netG.pt)")
+    p.add_argument("--image", help="first frame (PNG/JPEG): image-to-audio-video")
+    p.add_argument("--duration", help="a duration preset of the model, e.g. 2s (default model) or 5s (Ovi)")
+    p.add_argument("--size", type=_size, help="HEIGHTxWIDTH, multiples of 32; default: the model's first preset")
+    p.add_argument("--steps", type=int, help="sampling steps (default: the model's, 24 for the default, 50 for Ovi)")
+    p.add_argument("--solver", default="unipc", choices=["unipc", "euler", "dpm++"])
+    p.add_argument("--shift", type=float, default=5.0)
+    p.add_argument("--video-guidance", type=float, default=4.0)
+    p.add_argument("--audio-guidance", type=float, default=3.0)
+    p.add_argument("--skip-layer", type=int, help="block skipped in the negative pass (default: the model's; 0 = off)")
+    p.add_argument("--sample-rate", type=int, default=44100, choices=[16000, 44100, 48000])
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--weight-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "fp8_e4m3fn"])
+    p.add_argument("--attention", default="auto", help="attention backend: auto, sdpa, math, xformers, flash, sage")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..errors import JointAVError
+    from ..pipeline.generate import GenerationRequest, generate, write_clip
+
+    height, width = args.size if args.size else (None, None)
+    req = GenerationRequest(
+        prompt=args.prompt, seed=args.seed, speech=tuple(args.speech), audio_description=args.audio_description,
+        video_negative=args.video_negative, audio_negative=args.audio_negative, model=args.model,
+        video_vae=args.video_vae, audio_vae=args.audio_vae, vocoder=args.vocoder, image=args.image,
+        duration=args.duration, height=height, width=width, steps=args.steps, solver=args.solver, shift=args.shift,
+        video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
+        skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
+        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention)
+    start = time.perf_counter()
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        clip = generate(req, progress=progress)
+        mp4, wav = write_clip(clip, args.out, seed=args.seed)
+    except JointAVError as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bar.close()
+    seconds = clip.frames.shape[0] / clip.fps
+    print(f"wrote {mp4} ({clip.frames.shape[0]} frames, {clip.frames.shape[2]}x{clip.frames.shape[1]} @ {clip.fps:g} fps, "
+          f"{seconds:.2f} s) and {wav} ({clip.audio['sample_rate']} Hz) in {time.perf_counter() - start:.1f} s")
+    return 0

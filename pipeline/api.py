@@ -1,0 +1,269 @@
+"""One function per pipeline block. The CLI chains them; each ComfyUI node calls exactly one.
+
+Errors are raised as jointav.errors types whose messages name the parameter, the value found and the
+value expected, so the node layer only has to prefix the node's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..audio.finishing import finish_audio
+from ..audio.mmaudio_vae import decode_audio_latent
+from ..errors import CheckpointFileError, InputShapeError, InputValueError
+from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
+from ..model_loader.dit import load_fusion_dit
+from ..model_loader.wan_vae_files import load_wan_vae
+from ..samplers import FirstFrame, PromptContexts, audio_latent_length
+from ..samplers import sample as sample_latents
+from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
+from .default_model import default_parts, is_bundle, load_bundle
+from .specs import DEFAULT_SPEC, spec_for_file
+from .types import Decoders, JointConditioning, JointLatent, JointModel
+
+log = logging.getLogger(__name__)
+
+WEIGHT_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                 "fp8_e4m3fn": torch.float8_e4m3fn}
+OFFLOAD_POLICIES = ("none", "cpu")
+MAX_SIDE = 4096
+TextEncodeFn = Callable[[list[str]], list[torch.Tensor]]
+
+
+def _device(device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _choice(name: str, value: str, options) -> None:
+    if value not in options:
+        raise InputValueError(f"{name}: got {value!r}, expected one of {', '.join(map(str, options))}")
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "auto", attention_backend: str = "auto",
+                     device=None, offload: str = "none", family: str = "auto") -> JointModel:
+    """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model."""
+    _choice("weight_dtype", weight_dtype, WEIGHT_DTYPES)
+    _choice("offload", offload, OFFLOAD_POLICIES)
+    device = _device(device)
+    home = torch.device("cpu") if offload == "cpu" else device
+    if path is None or (Path(path).is_file() and is_bundle(path)):
+        parts = default_parts() if path is None else load_bundle(path)
+        dit = parts.dit.to(home)
+        dit.attention_backend = _backend(attention_backend, device)
+        return JointModel(dit=dit, spec=DEFAULT_SPEC, name=parts.name, source=str(path or "embedded"),
+                          text_encoder=parts.text_encoder, device=device, offload=offload)
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointFileError(f"model file {path} does not exist")
+    spec = spec_for_file(path, family)
+    compute = torch.float32 if device.type == "cpu" or weight_dtype == "fp32" else torch.bfloat16
+    dit = load_fusion_dit(path, device=home, compute_dtype=compute, weight_dtype=WEIGHT_DTYPES[weight_dtype],
+                          attention_backend=attention_backend)
+    return JointModel(dit=dit, spec=spec, name=path.name, source=str(path), device=device, offload=offload)
+
+
+def _backend(name: str, device: torch.device) -> str:
+    from ..models.attention import resolve_backend
+
+    return resolve_backend(name, device)
+
+
+def load_decoders(video_vae: str | Path | None = None, audio_vae: str | Path | None = None,
+                  vocoder: str | Path | None = None, *, model: JointModel | None = None, device=None) -> Decoders:
+    """Video VAE, audio VAE and vocoder from files; None takes that part from the embedded default model."""
+    device = _device(device)
+    parts = default_parts() if None in (video_vae, audio_vae, vocoder) else None
+    v = load_wan_vae(video_vae, device=device) if video_vae is not None else parts.video_vae.to(device)
+    a = load_mmaudio_vae(audio_vae, device=device) if audio_vae is not None else parts.audio_vae.to(device)
+    g = load_bigvgan(vocoder, device=device) if vocoder is not None else parts.vocoder.to(device)
+    names = [Path(p).name if p is not None else "embedded" for p in (video_vae, audio_vae, vocoder)]
+    return Decoders(video_vae=v, audio_vae=a, vocoder=g, name=" + ".join(names), device=device)
+
+
+# --------------------------------------------------------------------------------------------- prompts
+
+def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequence[str] = "",
+                  audio_description: str = "", video_negative: str = "", audio_negative: str = "", *,
+                  text_encode: TextEncodeFn | None = None) -> JointConditioning:
+    """Compose the prompt in the model's markup and embed it with its negatives (one prompt for both towers)."""
+    prompt = compose_prompt(video_prompt, speech_lines, audio_description, style=model.spec.caption_style)
+    if text_encode is None:
+        if model.text_encoder is None:
+            raise InputValueError(
+                f"clip: model {model.name} needs the umT5-XXL text encoder; connect a CLIP loaded with type 'wan' "
+                f"(e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)")
+        text_encode = model.text_encoder.encode
+    texts = [clean_for_tokenizer(t) for t in (prompt, video_negative, audio_negative)]
+    with torch.no_grad():
+        embeddings = text_encode(texts)
+    text_dim = model.dit.config.video.text_dim
+    for name, emb in zip(("prompt", "video negative", "audio negative"), embeddings):
+        if emb.ndim != 2 or emb.shape[1] != text_dim:
+            raise InputShapeError(f"text encoder output for the {name}: shape {tuple(emb.shape)}, expected "
+                                  f"[tokens, {text_dim}] for model {model.name}; is the right text encoder connected?")
+    pos, vneg, aneg = (e.detach().float().cpu() for e in embeddings)
+    return JointConditioning(video_positive=pos, audio_positive=pos, video_negative=vneg, audio_negative=aneg,
+                             prompt=prompt, video_negative_prompt=texts[1], audio_negative_prompt=texts[2])
+
+
+# --------------------------------------------------------------------------------------------- latents
+
+def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]:
+    multiple = model.spec.spatial_multiple
+    for name, value in (("height", height), ("width", width)):
+        if not isinstance(value, int) or value <= 0 or value % multiple or value > MAX_SIDE:
+            raise InputValueError(f"{name}={value} is not usable for model {model.name}: expected a multiple of "
+                                  f"{multiple} between {multiple} and {MAX_SIDE}")
+    area = model.spec.target_area
+    if area and not 0.9 * area <= height * width <= 1.1 * area:
+        log.warning("%dx%d is more than 10%% away from the %d-pixel area model %s was trained on; results may suffer",
+                    width, height, area, model.name)
+    return height, width
+
+
+def _frames(model: JointModel, duration: str) -> int:
+    try:
+        return model.spec.duration_preset(duration).frames
+    except KeyError:
+        names = ", ".join(p.name for p in model.spec.durations)
+        raise InputValueError(f"duration={duration!r} is beyond what model {model.name} supports; "
+                              f"expected one of: {names}") from None
+
+
+def _latent(model: JointModel, frames: int, height: int, width: int, batch: int) -> JointLatent:
+    spec = model.spec
+    latent_frames = (frames - 1) // spec.vae_time_factor + 1
+    audio_len = audio_latent_length(latent_frames, spec.audio_per_video_frame)
+    h, w = height // spec.vae_space_factor, width // spec.vae_space_factor
+    return JointLatent(
+        video=torch.zeros(batch, spec.video_latent_channels, latent_frames, h, w),
+        audio=torch.zeros(batch, audio_len, spec.audio_latent_channels),
+        fps=spec.fps, audio_sample_rate=spec.audio_sample_rate, audio_samples_per_latent=spec.audio_samples_per_latent)
+
+
+def empty_latent(model: JointModel, duration: str, height: int, width: int, batch: int = 1) -> JointLatent:
+    """The shape of a clip to generate (the sampler draws the noise)."""
+    if not isinstance(batch, int) or not 1 <= batch <= 64:
+        raise InputValueError(f"batch={batch!r}: expected an integer from 1 to 64")
+    height, width = _checked_size(model, height, width)
+    return _latent(model, _frames(model, duration), height, width, batch)
+
+
+def _fit_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B,H,W,3] in 0..1 → [B,3,height,width]: centre-crop to the aspect ratio, then an antialiased resize."""
+    x = image.permute(0, 3, 1, 2).float()
+    ih, iw = x.shape[2:]
+    scale = max(height / ih, width / iw)
+    ch, cw = min(ih, math.ceil(height / scale)), min(iw, math.ceil(width / scale))
+    top, left = (ih - ch) // 2, (iw - cw) // 2
+    x = x[:, :, top:top + ch, left:left + cw]
+    return F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def _nearest_preset(model: JointModel, image: torch.Tensor) -> tuple[int, int]:
+    aspect = image.shape[2] / image.shape[1]
+    return min(model.spec.resolutions, key=lambda hw: abs(math.log((hw[1] / hw[0]) / aspect)))
+
+
+def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tensor, duration: str,
+                       height: int | None = None, width: int | None = None) -> JointLatent:
+    """A clip whose first latent frame is held to the encoded image (image-to-audio-video)."""
+    if image.ndim != 4 or image.shape[-1] != 3:
+        raise InputShapeError(f"image: shape {tuple(image.shape)}, expected [B, H, W, 3] (a ComfyUI IMAGE)")
+    if decoders.video_vae is None:
+        raise InputValueError("decoders: no video VAE is loaded; image-to-AV needs its encoder")
+    if height is None or width is None:
+        height, width = _nearest_preset(model, image)
+    height, width = _checked_size(model, height, width)
+    latent = _latent(model, _frames(model, duration), height, width, image.shape[0])
+    pixels = _fit_image(image, height, width) * 2 - 1
+    vae = decoders.video_vae
+    ref = next(vae.parameters())
+    with torch.no_grad():
+        first = vae.encode_image(pixels.to(ref.device, ref.dtype).unsqueeze(2)).float().cpu()
+    latent.conditionings.append(FirstFrame(first))
+    return latent
+
+
+# --------------------------------------------------------------------------------------------- sampling
+
+def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
+           solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
+           slg_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
+    """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
+
+    slg_layer: the block skipped in the negative pass; "default" takes the model family's (11 for Ovi),
+    None or 0 turns skip-layer guidance off.
+    """
+    if slg_layer == "default":
+        slg_layer = model.spec.default_skip_layer
+    if not isinstance(steps, int) or steps < 1:
+        raise InputValueError(f"steps={steps!r}: expected an integer >= 1")
+    if slg_layer is not None and slg_layer >= model.dit.config.num_layers:
+        raise InputValueError(f"skip_layer={slg_layer} is beyond model {model.name}'s {model.dit.config.num_layers} "
+                              f"layers; expected 0 (off) to {model.dit.config.num_layers - 1}")
+    dit, device = model.dit, model.device
+    dtype = dit.compute_dtype
+    if model.offload == "cpu":
+        dit.to(device)
+    try:
+        positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
+        negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
+                                  audio=conditioning.audio_negative[None].to(device, dtype))
+        video, audio = sample_latents(
+            dit, tuple(latent.video.shape), tuple(latent.audio.shape), positive, negative, solver=solver, steps=steps,
+            shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=slg_layer,
+            conditioning=latent.conditionings or None, seed=seed,
+            audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
+            progress=progress, cancel=cancel)
+    finally:
+        if model.offload == "cpu":
+            dit.to("cpu")
+    return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
+                       audio_sample_rate=latent.audio_sample_rate,
+                       audio_samples_per_latent=latent.audio_samples_per_latent,
+                       conditionings=list(latent.conditionings), sampled=True)
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+def _require_sampled(latent: JointLatent) -> None:
+    if not latent.sampled:
+        raise InputValueError("latent: this is an empty latent (a shape template); pass it through the sampler first")
+
+
+def decode_video(decoders: Decoders, latent: JointLatent, *, chunk_frames: int = 4) -> torch.Tensor:
+    """Video latents → ComfyUI IMAGE `[B*T, H, W, 3]` in 0..1, decoded chunk by chunk into one output buffer."""
+    _require_sampled(latent)
+    vae = decoders.video_vae
+    if vae is None:
+        raise InputValueError("decoders: no video VAE is loaded")
+    ref = next(vae.parameters())
+    shape = vae.output_shape(tuple(latent.video.shape))
+    out = torch.empty(shape[0], shape[2], shape[3], shape[4], 3)
+    with torch.no_grad():
+        start = 0
+        for chunk in vae.iter_decode(latent.video.to(ref.device, ref.dtype), chunk_frames=chunk_frames, clamp=True):
+            n = chunk.shape[2]
+            out[:, start:start + n] = ((chunk.float().cpu().permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1)
+            start += n
+    return out.reshape(-1, shape[3], shape[4], 3)
+
+
+def decode_audio(decoders: Decoders, latent: JointLatent, *, sample_rate: int = 44100, channels: int = 2) -> dict:
+    """Audio latents → ComfyUI AUDIO `{"waveform": [B, C, S], "sample_rate": sr}` (resampled, peak-safe)."""
+    _require_sampled(latent)
+    if decoders.audio_vae is None or decoders.vocoder is None:
+        raise InputValueError("decoders: no audio VAE and vocoder are loaded")
+    waveform = decode_audio_latent(decoders.audio_vae, decoders.vocoder, latent.audio)
+    return finish_audio(waveform.float().cpu(), latent.audio_sample_rate, target_rate=sample_rate, channels=channels)

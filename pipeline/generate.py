@@ -1,0 +1,101 @@
+"""Text/image to audio-video end to end: the blocks of pipeline.api chained, plus writing the files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from ..audio.io import write_audio
+from ..audio.mp4 import write_mp4
+from ..errors import CheckpointFileError, InputValueError
+from . import api
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    seed: int = 0
+    speech: tuple[str, ...] = ()
+    audio_description: str = ""
+    video_negative: str = "jitter, bad hands, blur, distortion"
+    audio_negative: str = "robotic, muffled, echo, distorted"
+    model: str | None = None  # None: the embedded default
+    video_vae: str | None = None
+    audio_vae: str | None = None
+    vocoder: str | None = None
+    image: str | None = None
+    duration: str | None = None  # a preset name; None: the model's first
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    solver: str = "unipc"
+    shift: float = 5.0
+    video_guidance: float = 4.0
+    audio_guidance: float = 3.0
+    skip_layer: int | str | None = "default"
+    sample_rate: int = 44100
+    device: str | None = None
+    weight_dtype: str = "auto"
+    attention_backend: str = "auto"
+
+
+@dataclass
+class GeneratedClip:
+    frames: torch.Tensor  # [T, H, W, 3] in 0..1
+    audio: dict  # ComfyUI AUDIO
+    fps: float
+    prompt: str
+    model_name: str
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as a ComfyUI IMAGE `[1, H, W, 3]` in 0..1 (decoded with PyAV, which reads PNG/JPEG/WebP)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointFileError(f"image {path} does not exist")
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            rgb = frame.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, StopIteration) as e:
+        raise InputValueError(f"image {path}: cannot be decoded as an image ({e})") from e
+    return torch.from_numpy(rgb.astype(np.float32) / 255.0)[None]
+
+
+def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
+    model = api.load_joint_model(req.model, weight_dtype=req.weight_dtype, attention_backend=req.attention_backend,
+                                 device=req.device)
+    decoders = api.load_decoders(req.video_vae, req.audio_vae, req.vocoder, model=model, device=req.device)
+    spec = model.spec
+    conditioning = api.encode_prompt(model, req.prompt, list(req.speech), req.audio_description,
+                                     req.video_negative, req.audio_negative)
+    duration = req.duration or spec.durations[0].name
+    if req.image is not None:
+        latent = api.image_to_av_latent(model, decoders, read_image(req.image), duration, req.height, req.width)
+    else:
+        height, width = (req.height, req.width) if req.height and req.width else spec.resolutions[0]
+        latent = api.empty_latent(model, duration, height, width)
+    latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
+                        solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
+                        audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)
+    frames = api.decode_video(decoders, latent)
+    audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
+    return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name)
+
+
+def write_clip(clip: GeneratedClip, out: str | Path, *, seed: int) -> tuple[Path, Path]:
+    """The MP4 (H.264 + AAC) at `out` and a WAV of the same sound beside it."""
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise InputValueError(f"--out {out}: expected a file name ending in .mp4")
+    frames = clip.frames.numpy()
+    waveform = clip.audio["waveform"][0].numpy()
+    metadata = {"title": clip.prompt[:200], "comment": f"prompt={clip.prompt} | seed={seed} | model={clip.model_name}",
+                "encoder": "ComfyUI-JointAV"}
+    mp4 = write_mp4(out, frames, clip.fps, waveform, clip.audio["sample_rate"], metadata=metadata)
+    wav = write_audio(out.with_suffix(".wav"), clip.audio)
+    return mp4, wav

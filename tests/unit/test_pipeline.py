@@ -1,0 +1,126 @@
+"""The pipeline blocks on the embedded default model: shapes, ties, validation, determinism, image-to-AV."""
+
+import pytest
+import torch
+
+from jointav.errors import CheckpointFileError, InputShapeError, InputValueError
+from jointav.pipeline import api
+from jointav.pipeline.specs import OVI_720_5S, OVI_960_10S, OVI_960_5S, spec_for_file
+from jointav.samplers import audio_latent_length
+from jointav.text.ovi_prompt import AudioCaptionStyle
+
+
+@pytest.fixture(scope="module")
+def model():
+    return api.load_joint_model(None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def decoders():
+    return api.load_decoders(None, None, None, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def conditioning(model):
+    return api.encode_prompt(model, "a red ball bounces twice on the left", "", "low thuds")
+
+
+def test_empty_latent_ties_audio_length_to_video_frames(model):
+    latent = api.empty_latent(model, "2s", 64, 96, batch=2)
+    assert latent.video.shape == (2, 48, 7, 4, 6)
+    assert latent.video_frames == 25 and latent.fps == 12
+    assert latent.audio.shape == (2, audio_latent_length(7, model.spec.audio_per_video_frame), 20)
+    # the sound lasts as long as the picture, to within one video frame
+    audio_seconds = latent.audio.shape[1] * latent.audio_samples_per_latent / latent.audio_sample_rate
+    assert abs(audio_seconds - latent.duration_s) <= 1 / latent.fps
+
+
+@pytest.mark.parametrize("height,width,name", [(70, 64, "height=70"), (64, 0, "width=0"), (64, 48, "width=48")])
+def test_unusable_sizes_are_refused_naming_the_parameter(model, height, width, name):
+    with pytest.raises(InputValueError, match=name + r" .*multiple of 32"):
+        api.empty_latent(model, "2s", height, width)
+
+
+def test_unknown_duration_is_refused_listing_the_presets(model):
+    with pytest.raises(InputValueError, match=r"duration='9s' .*expected one of: 2s, 1s, 3s"):
+        api.empty_latent(model, "9s", 64, 64)
+
+
+def test_speech_lines_reach_the_text_encoder_in_ovi_markup(model):
+    seen = []
+
+    def spy(texts):
+        seen.extend(texts)
+        return model.text_encoder.encode(texts)
+
+    cond = api.encode_prompt(model, "a blue character speaks", ["la la la"], "a high voice", "blur", "hiss",
+                             text_encode=spy)
+    assert seen == ["a blue character speaks <S>la la la<E> <AUDCAP>a high voice<ENDAUDCAP>", "blur", "hiss"]
+    assert cond.video_positive.shape[1] == model.dit.config.video.text_dim
+    assert torch.equal(cond.video_positive, cond.audio_positive)  # one prompt for both towers, as Ovi
+
+
+def test_a_umt5_model_without_a_clip_names_the_clip_input(model):
+    ovi_like = api.JointModel(dit=model.dit, spec=OVI_720_5S, name="model.safetensors", source="x")
+    with pytest.raises(InputValueError, match=r"clip: .*umT5-XXL"):
+        api.encode_prompt(ovi_like, "a dog", [], "")
+
+
+def test_family_follows_the_published_file_names():
+    assert spec_for_file("Ovi/model.safetensors") is OVI_720_5S
+    assert spec_for_file("model_fp8_e4m3fn.safetensors") is OVI_720_5S
+    assert spec_for_file("model_960x960.safetensors") is OVI_960_5S
+    assert spec_for_file("model_960x960_10s.safetensors") is OVI_960_10S
+    assert OVI_960_10S.duration_preset("10s").frames == 241
+    assert audio_latent_length(61, OVI_960_10S.audio_per_video_frame) == 314
+    assert audio_latent_length(31, OVI_720_5S.audio_per_video_frame) == 157
+    assert OVI_960_5S.caption_style == AudioCaptionStyle.AUDIO_PREFIX
+
+
+def test_missing_model_file_is_named(tmp_path):
+    with pytest.raises(CheckpointFileError, match="nothing.safetensors does not exist"):
+        api.load_joint_model(tmp_path / "nothing.safetensors")
+
+
+def test_same_seed_gives_the_same_clip_bit_for_bit(model, decoders, conditioning):
+    latent = api.empty_latent(model, "1s", 64, 64)
+    a = api.sample(model, conditioning, latent, seed=5, steps=2)
+    b = api.sample(model, conditioning, latent, seed=5, steps=2)
+    c = api.sample(model, conditioning, latent, seed=6, steps=2)
+    assert torch.equal(a.video, b.video) and torch.equal(a.audio, b.audio)
+    assert not torch.equal(a.video, c.video)
+    frames_a, frames_b = api.decode_video(decoders, a), api.decode_video(decoders, b)
+    assert torch.equal(frames_a, frames_b)
+    assert torch.equal(api.decode_audio(decoders, a)["waveform"], api.decode_audio(decoders, b)["waveform"])
+
+
+def test_decoded_clip_has_the_comfyui_layouts(model, decoders, conditioning):
+    latent = api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 96), seed=1, steps=2)
+    frames = api.decode_video(decoders, latent)
+    assert frames.shape == (13, 64, 96, 3) and frames.min() >= 0 and frames.max() <= 1
+    audio = api.decode_audio(decoders, latent, sample_rate=48000, channels=2)
+    assert audio["sample_rate"] == 48000 and audio["waveform"].shape[:2] == (1, 2)
+    expected = round(latent.audio.shape[1] * 512 * 48000 / 16000)
+    assert abs(audio["waveform"].shape[2] - expected) <= 1
+    assert audio["waveform"].abs().max() <= 10 ** (-1 / 20) + 1e-6  # peak-safe: at most -1 dBFS
+
+
+def test_an_empty_latent_is_not_decoded(model, decoders):
+    with pytest.raises(InputValueError, match="sampler first"):
+        api.decode_video(decoders, api.empty_latent(model, "1s", 64, 64))
+
+
+def test_image_to_av_holds_the_encoded_first_frame(model, decoders, conditioning):
+    image = torch.rand(1, 90, 120, 3)
+    latent = api.image_to_av_latent(model, decoders, image, "1s")
+    assert latent.video.shape[-2:] == (4, 6)  # nearest preset by aspect ratio: 64x96
+    out = api.sample(model, conditioning, latent, seed=2, steps=2)
+    held = latent.conditionings[0].latent
+    assert torch.equal(out.video[:, :, :1], held.to(out.video.dtype))
+    with pytest.raises(InputShapeError, match=r"\[B, H, W, 3\]"):
+        api.image_to_av_latent(model, decoders, torch.rand(1, 3, 64, 64), "1s")
+
+
+def test_skip_layer_beyond_the_model_is_refused(model, conditioning):
+    with pytest.raises(InputValueError, match=r"skip_layer=11 .*2 layers"):
+        api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=1, slg_layer=11)
