@@ -14,16 +14,13 @@ missing or mis-shaped tensors raise CheckpointKeyError.
 from __future__ import annotations
 
 import os
-import pickle
-from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..audio.bigvgan import BigVGANConfig, BigVGANVocoder, fold_weight_norm
 from ..audio.mmaudio_vae import MMAudioVAE, MMAudioVAEConfig, normalize_mpconv_weight
-from ..errors import CheckpointFileError, CheckpointKeyError, CheckpointKindError, InputValueError
+from .checkpoint import load_state_dict
+from ..errors import CheckpointKeyError, CheckpointKindError, InputValueError
 
 VAE_KIND = "MMAudio VAE"
 BIGVGAN_KIND = "BigVGAN vocoder"
@@ -39,38 +36,11 @@ _EFFECTIVE_ROW_NORM_MAX = 1.01
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors / .pth / .pt / .ckpt file (memory-mapped where the format allows).
+    """Tensors of a .safetensors / .pth / .pt / .ckpt file, memory-mapped, never executing pickled code.
 
-    A BigVGAN training checkpoint's top-level 'generator' dict is unwrapped; non-tensor entries are dropped.
+    A BigVGAN training checkpoint's top-level 'generator' dict is unwrapped (see checkpoint.CONTAINER_KEYS).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointFileError(f"{path}: no such file")
-    if path.suffix.lower() == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointFileError(f"{path}: not a readable safetensors file ({exc})") from exc
-    try:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        raise CheckpointFileError(
-            f"{path}: refused or unreadable pickle; only weights-only checkpoints are loaded ({exc})") from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise CheckpointFileError(f"{path}: not a readable PyTorch checkpoint ({exc})") from exc
-    if isinstance(obj, dict) and isinstance(obj.get("generator"), dict):
-        obj = obj["generator"]
-    if not isinstance(obj, dict):
-        raise CheckpointFileError(f"{path}: holds a {type(obj).__name__}, expected a state dict of tensors")
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointFileError(f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:8]})")
-    return tensors
+    return load_state_dict(path)[0]
 
 
 def checkpoint_kind(state_dict: dict[str, torch.Tensor]) -> str:
