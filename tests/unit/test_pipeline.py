@@ -27,9 +27,11 @@ def conditioning(model):
 
 def test_empty_latent_ties_audio_length_to_video_frames(model):
     latent = api.empty_latent(model, "2s", 64, 96, batch=2)
-    assert latent.video.shape == (2, 48, 7, 4, 6)
+    assert latent.video.shape == (2, model.spec.video_latent_channels, 7, 4, 6)
+    assert model.dit.config.video.in_dim == model.spec.video_latent_channels
     assert latent.video_frames == 25 and latent.fps == 12
-    assert latent.audio.shape == (2, audio_latent_length(7, model.spec.audio_per_video_frame), 20)
+    assert latent.audio.shape == (2, audio_latent_length(7, model.spec.audio_per_video_frame),
+                                  model.spec.audio_latent_channels)
     # the sound lasts as long as the picture, to within one video frame
     audio_seconds = latent.audio.shape[1] * latent.audio_samples_per_latent / latent.audio_sample_rate
     assert abs(audio_seconds - latent.duration_s) <= 1 / latent.fps
@@ -122,5 +124,6 @@ def test_image_to_av_holds_the_encoded_first_frame(model, decoders, conditioning
 
 
 def test_skip_layer_beyond_the_model_is_refused(model, conditioning):
-    with pytest.raises(InputValueError, match=r"skip_layer=11 .*2 layers"):
+    layers = model.dit.config.num_layers
+    with pytest.raises(InputValueError, match=rf"skip_layer=11 .*{layers} layers"):
         api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=1, slg_layer=11)
