@@ -19,8 +19,8 @@ import torch
 
 from ..audio.bigvgan import BigVGANConfig, BigVGANVocoder, fold_weight_norm
 from ..audio.mmaudio_vae import MMAudioVAE, MMAudioVAEConfig, normalize_mpconv_weight
-from .checkpoint import load_state_dict
 from ..errors import CheckpointKeyError, CheckpointKindError, InputValueError
+from .checkpoint import load_state_dict
 
 VAE_KIND = "MMAudio VAE"
 BIGVGAN_KIND = "BigVGAN vocoder"
