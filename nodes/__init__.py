@@ -1,1 +1,24 @@
-"""ComfyUI node classes (V3 schema). A thin layer over the core; the only place that imports ComfyUI."""
+"""ComfyUI node classes (V3 schema). A thin layer over `pipeline.api`; the only place that imports ComfyUI.
+
+The root `__init__.py` hands ComfyUI `JointAVExtension` through `comfy_entrypoint`.
+"""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .decode import DecodeAudio, DecodeVideo
+from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
+from .loaders import LoadDecoders, LoadModel, register_audio_folder
+from .prompt import EncodePrompt
+from .sampler import Sampler
+from .video import ToVideo
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
+    ToVideo, SplitLatent,
+]
+
+
+class JointAVExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        register_audio_folder()  # before any schema lists the folder's files
+        return NODES

@@ -1,0 +1,62 @@
+"""Decode Video (to core IMAGE frames) and Decode Audio (to core AUDIO)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..pipeline import api as pipeline
+from .device import release_cache
+from .failures import node_errors
+from .types import CATEGORY, JointAVDecoders, JointAVLatent
+
+SAMPLE_RATES = [16000, 44100, 48000]
+
+
+class DecodeVideo(io.ComfyNode):
+    NAME = "JointAV Decode Video"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVDecodeVideo",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Decodes the video half of a sampled latent into frames (IMAGE, all batch items in a row).",
+            inputs=[JointAVDecoders.Input("decoders"), JointAVLatent.Input("latent")],
+            outputs=[io.Image.Output(display_name="images")],
+        )
+
+    @classmethod
+    def execute(cls, decoders, latent) -> io.NodeOutput:
+        release_cache()
+        with node_errors(cls.NAME):
+            images = pipeline.decode_video(decoders, latent)
+        return io.NodeOutput(images)
+
+
+class DecodeAudio(io.ComfyNode):
+    NAME = "JointAV Decode Audio"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVDecodeAudio",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Decodes the audio half of a sampled latent into a waveform (AUDIO).",
+            inputs=[
+                JointAVDecoders.Input("decoders"),
+                JointAVLatent.Input("latent"),
+                io.Combo.Input("sample_rate", options=SAMPLE_RATES, default=44100,
+                               tooltip="Output rate; the vocoder's own rate (16 kHz for Ovi) is resampled."),
+                io.Boolean.Input("stereo", default=True, tooltip="Two identical channels instead of one."),
+            ],
+            outputs=[io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, decoders, latent, sample_rate: int, stereo: bool) -> io.NodeOutput:
+        release_cache()
+        with node_errors(cls.NAME):
+            audio = pipeline.decode_audio(decoders, latent, sample_rate=int(sample_rate), channels=2 if stereo else 1)
+        return io.NodeOutput(audio)

@@ -1,0 +1,57 @@
+"""ComfyUI's device choice, memory management and interruption, as the plain values and callables the core takes."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+
+
+def torch_device() -> torch.device:
+    """The device ComfyUI computes on (honours --cpu, --directml, ...)."""
+    return mm.get_torch_device()
+
+
+def weight_bytes(module: object) -> int:
+    """Bytes of a module's parameters (what moving it to the GPU costs)."""
+    if not isinstance(module, torch.nn.Module):
+        return 0
+    return sum(t.numel() * t.element_size() for t in module.parameters())
+
+
+def make_room(nbytes: int, device: torch.device) -> None:
+    """Ask ComfyUI to unload its own models (text encoders, other diffusion models) so `nbytes` of ours fit.
+
+    Our models are not ComfyUI ModelPatchers, so ComfyUI would not unload anything for them by itself.
+    """
+    device = torch.device(device)
+    if device.type == "cpu" or nbytes <= 0:
+        return
+    mm.free_memory(nbytes + mm.minimum_inference_memory(), device)
+
+
+def release_cache() -> None:
+    """Return cached allocator blocks before a memory-hungry step (decoding) so it does not run out."""
+    mm.soft_empty_cache()
+
+
+def raise_if_interrupted() -> bool:
+    """The core's `cancel` callable: raises ComfyUI's own interrupt exception, so the run ends as "interrupted"."""
+    mm.throw_exception_if_processing_interrupted()
+    return False
+
+
+def interrupted_exception() -> Exception:
+    return mm.InterruptProcessingException()
+
+
+class StepProgress:
+    """The core's `progress(step, total)` callable, shown as the node's progress bar in the editor."""
+
+    def __init__(self, total: int):
+        self._bar = comfy.utils.ProgressBar(total)
+
+    def __call__(self, step: int, total: int) -> None:
+        # The hook behind update_absolute also checks for interruption, so a stop request lands after the step.
+        self._bar.update_absolute(step, total)

@@ -1,0 +1,61 @@
+"""Sampler: the joint flow-matching loop with separate video and audio guidance and skip-layer guidance."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..errors import GenerationInterrupted
+from ..pipeline import api as pipeline
+from .device import StepProgress, interrupted_exception, make_room, raise_if_interrupted, weight_bytes
+from .failures import node_errors
+from .types import CATEGORY, JointAVConditioning, JointAVLatent, JointAVModel
+
+SOLVERS = ["unipc", "euler", "dpm++"]
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MODEL_DEFAULT = "default"  # what pipeline.sample takes for "the model family's own skip layer"
+
+
+class Sampler(io.ComfyNode):
+    NAME = "JointAV Sampler"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVSampler",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Denoises the joint latent; video and audio noise are both drawn from the seed, as in Ovi.",
+            inputs=[
+                JointAVModel.Input("model"),
+                JointAVConditioning.Input("conditioning"),
+                JointAVLatent.Input("latent"),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
+                io.Int.Input("steps", default=50, min=1, max=1000),
+                io.Combo.Input("solver", options=SOLVERS, default="unipc"),
+                io.Float.Input("shift", default=5.0, min=0.1, max=100.0, step=0.1,
+                               tooltip="Timestep shift of the flow schedule (Ovi: 5)."),
+                io.Float.Input("video_guidance", default=4.0, min=0.0, max=30.0, step=0.1,
+                               tooltip="Classifier-free guidance scale of the video tower (Ovi: 4)."),
+                io.Float.Input("audio_guidance", default=3.0, min=0.0, max=30.0, step=0.1,
+                               tooltip="Classifier-free guidance scale of the audio tower (Ovi: 3)."),
+                io.Int.Input("slg_layer", display_name="skip_layer", default=11, min=-1, max=1000,
+                             tooltip="Block skipped in the negative pass (skip-layer guidance; Ovi: 11). "
+                                     "0: off. -1: the loaded model's own default."),
+            ],
+            outputs=[JointAVLatent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, conditioning, latent, seed: int, steps: int, solver: str, shift: float,
+                video_guidance: float, audio_guidance: float, slg_layer: int) -> io.NodeOutput:
+        if model.offload == "cpu":
+            make_room(weight_bytes(model.dit), model.device)  # the weights move to the GPU for the loop
+        skip = MODEL_DEFAULT if slg_layer == -1 else (slg_layer or None)
+        try:
+            with node_errors(cls.NAME):
+                sampled = pipeline.sample(model, conditioning, latent, seed=seed, steps=steps, solver=solver,
+                                          shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance,
+                                          slg_layer=skip, progress=StepProgress(steps), cancel=raise_if_interrupted)
+        except GenerationInterrupted as exc:  # the core's own cancel path: report it as ComfyUI's interruption
+            raise interrupted_exception() from exc
+        return io.NodeOutput(sampled)

@@ -1,0 +1,77 @@
+"""The pack's example workflows as test inputs, and what a user expects of the clip each one makes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+UI_DIR = REPO / "example_workflows"
+API_DIR = UI_DIR / "api"
+EMBEDDED = "(embedded default)"
+
+
+def api_workflow(name: str) -> dict:
+    return json.loads((API_DIR / f"{name}.json").read_text())
+
+
+def ui_workflow(name: str) -> dict:
+    return json.loads((UI_DIR / f"{name}.json").read_text())
+
+
+def default_model_workflows() -> list[str]:
+    """The workflows that run on the embedded default model (the ones a CPU can run)."""
+    names = []
+    for path in sorted(API_DIR.glob("*.json")):
+        prompt = json.loads(path.read_text())
+        if any(n["class_type"] == "JointAVLoadModel" and n["inputs"]["model_name"] == EMBEDDED
+               for n in prompt.values()):
+            names.append(path.stem)
+    return names
+
+
+def inputs_of(prompt: dict, class_type: str) -> dict:
+    found = [n["inputs"] for n in prompt.values() if n["class_type"] == class_type]
+    assert len(found) == 1, f"expected one {class_type} node, found {len(found)}"
+    return found[0]
+
+
+def node_id_of(prompt: dict, class_type: str) -> str:
+    return next(k for k, n in prompt.items() if n["class_type"] == class_type)
+
+
+def variant(prompt: dict, *, seed: int | None = None, prefix: str | None = None, **changes: dict) -> dict:
+    """A copy with another seed / output prefix, and `changes` as {class_type: {input: value}}."""
+    prompt = copy.deepcopy(prompt)
+    if seed is not None:
+        inputs_of(prompt, "JointAVSampler")["seed"] = seed
+    if prefix is not None:
+        inputs_of(prompt, "SaveVideo")["filename_prefix"] = prefix
+    for class_type, values in changes.items():
+        inputs_of(prompt, class_type).update(values)
+    return prompt
+
+
+def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
+    """The same change in the UI form: widgets are stored by position (seed first, prefix first)."""
+    workflow = copy.deepcopy(workflow)
+    for node in workflow["nodes"]:
+        if node["type"] == "JointAVSampler":
+            node["widgets_values"][0] = seed
+        if node["type"] == "SaveVideo":
+            node["widgets_values"][0] = prefix
+    return workflow
+
+
+def expected_clip(prompt: dict, spec) -> dict:
+    """The clip facts the workflow asks for: the model's fps and preset length, the size and the audio format."""
+    latent = next(n["inputs"] for n in prompt.values()
+                  if n["class_type"] in ("JointAVEmptyLatent", "JointAVImageToAVLatent"))
+    audio = inputs_of(prompt, "JointAVDecodeAudio")
+    return {
+        "fps": spec.fps,
+        "frames": spec.duration_preset(latent["duration"]).frames * latent.get("batch", 1),
+        "width": latent["width"], "height": latent["height"],
+        "sample_rate": int(audio["sample_rate"]), "channels": 2 if audio["stereo"] else 1,
+    }

@@ -1,0 +1,177 @@
+"""Each example workflow's UI form (what the editor opens) and API twin (what /prompt runs) hold the same
+nodes, widget values and links, and use only nodes this pack declares or core ComfyUI nodes.
+
+Node inputs are read from the `define_schema` source in nodes/ (no ComfyUI needed): the UI form stores
+widget values by position, so their order must be the schema's (required inputs first, then optional).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+UI_DIR = REPO / "example_workflows"
+API_DIR = UI_DIR / "api"
+WIDGET_TYPES = {"Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN", "Combo": "COMBO"}
+SOCKET_TYPES = {"Image": "IMAGE", "Audio": "AUDIO", "Video": "VIDEO", "Latent": "LATENT", "Clip": "CLIP",
+                "Float": "FLOAT", "Int": "INT", "Mask": "MASK"}
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+
+
+@dataclass
+class NodeSchema:
+    widgets: list[str] = field(default_factory=list)  # in the editor's order
+    controlled: set[str] = field(default_factory=set)  # widgets followed by a control_after_generate value
+    uploads: set[str] = field(default_factory=set)  # widgets followed by an upload-button value
+    sockets: dict[str, str] = field(default_factory=dict)  # name -> type, in the editor's order
+    required_sockets: set[str] = field(default_factory=set)
+    outputs: list[str] = field(default_factory=list)
+
+
+# Core ComfyUI 0.3.64 nodes the workflows use (nodes.py CLIPLoader/LoadImage, comfy_extras/nodes_video.py).
+CORE_NODES = {
+    "CLIPLoader": NodeSchema(widgets=["clip_name", "type", "device"], outputs=["CLIP"]),
+    "LoadImage": NodeSchema(widgets=["image"], uploads={"image"}, outputs=["IMAGE", "MASK"]),
+    "SaveVideo": NodeSchema(widgets=["filename_prefix", "format", "codec"], sockets={"video": "VIDEO"},
+                            required_sockets={"video"}),
+}
+
+
+def _custom_types(tree: ast.Module) -> dict[str, str]:
+    """`Name = io.Custom("TYPE")` assignments."""
+    found = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "Custom"):
+            found[node.targets[0].id] = node.value.args[0].value
+    return found
+
+
+def _io_kind(call: ast.Call) -> tuple[str, str | None]:
+    """("io", "Int") for io.Int.Input(...), ("custom", "JointAVModel") for JointAVModel.Input(...)."""
+    owner = call.func.value
+    if isinstance(owner, ast.Attribute):
+        return "io", owner.attr
+    return "custom", owner.id
+
+
+def _keyword(call: ast.Call, name: str):
+    for kw in call.keywords:
+        if kw.arg == name and isinstance(kw.value, ast.Constant):
+            return kw.value.value
+    return None
+
+
+def declared_nodes() -> dict[str, NodeSchema]:
+    """Node id -> inputs and outputs, read from every `io.Schema(...)` in nodes/*.py."""
+    sources = {p: ast.parse(p.read_text()) for p in sorted((REPO / "nodes").glob("*.py"))}
+    customs = {}
+    for tree in sources.values():
+        customs.update(_custom_types(tree))
+
+    def type_of(call: ast.Call) -> str:
+        kind, name = _io_kind(call)
+        return customs[name] if kind == "custom" else WIDGET_TYPES.get(name) or SOCKET_TYPES[name]
+
+    nodes = {}
+    for tree in sources.values():
+        for call in ast.walk(tree):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "Schema"):
+                continue
+            node_id = _keyword(call, "node_id")
+            args = {kw.arg: kw.value for kw in call.keywords}
+            schema = NodeSchema()
+            inputs = [c for c in args["inputs"].elts] if "inputs" in args else []
+            ordered = ([c for c in inputs if not _keyword(c, "optional")]
+                       + [c for c in inputs if _keyword(c, "optional")])
+            for item in ordered:
+                name = item.args[0].value
+                kind, attr = _io_kind(item)
+                if kind == "io" and attr in WIDGET_TYPES and not _keyword(item, "force_input"):
+                    schema.widgets.append(name)
+                    if _keyword(item, "control_after_generate"):
+                        schema.controlled.add(name)
+                else:
+                    schema.sockets[name] = type_of(item)
+                    if not _keyword(item, "optional"):
+                        schema.required_sockets.add(name)
+            schema.outputs = [type_of(c) for c in args["outputs"].elts] if "outputs" in args else []
+            nodes[node_id] = schema
+    return nodes
+
+
+OURS = declared_nodes()
+KNOWN = {**OURS, **CORE_NODES}
+PAIRS = sorted(p.stem for p in UI_DIR.glob("*.json"))
+
+
+def test_nodes_are_declared():
+    assert len(OURS) >= 9 and all(n.startswith("JointAV") for n in OURS), sorted(OURS)
+    assert OURS["JointAVSampler"].widgets[0] == "seed" and "seed" in OURS["JointAVSampler"].controlled
+
+
+def test_every_ui_workflow_has_an_api_twin():
+    assert PAIRS, "no example workflows"
+    assert PAIRS == sorted(p.stem for p in API_DIR.glob("*.json"))
+
+
+def ui_values(node: dict, schema: NodeSchema) -> dict[str, object]:
+    """The UI node's widget values by input name, with the editor-only extras checked and dropped."""
+    values = list(node["widgets_values"])
+    named = {}
+    for name in schema.widgets:
+        assert values, f"node {node['id']} ({node['type']}): too few widget values for {schema.widgets}"
+        named[name] = values.pop(0)
+        if name in schema.controlled:
+            assert values and values.pop(0) in CONTROL_VALUES, f"node {node['id']}: no control value after {name}"
+        if name in schema.uploads:
+            assert values and values.pop(0) == "image", f"node {node['id']}: no upload value after {name}"
+    assert not values, f"node {node['id']} ({node['type']}): extra widget values {values}"
+    return named
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_ui_and_api_forms_match(name):
+    ui = json.loads((UI_DIR / f"{name}.json").read_text())
+    api = json.loads((API_DIR / f"{name}.json").read_text())
+    assert ui.get("version") == 0.4 and isinstance(ui.get("links"), list)
+    nodes = {str(n["id"]): n for n in ui["nodes"]}
+    assert set(nodes) == set(api), f"{name}: node ids differ"
+    for node_id, node in nodes.items():
+        kind = node["type"]
+        assert kind in KNOWN, f"{name}: node type {kind} is neither declared in nodes/ nor a listed core node"
+        assert api[node_id]["class_type"] == kind
+        schema = KNOWN[kind]
+        widgets = ui_values(node, schema)
+        api_inputs = api[node_id]["inputs"]
+        literal = {k: v for k, v in api_inputs.items() if not isinstance(v, list)}
+        assert widgets == literal, f"{name} node {node_id} ({kind}): UI {widgets} vs API {literal}"
+        assert [i["name"] for i in node["inputs"]] == list(schema.sockets), f"{name} node {node_id}: sockets"
+        linked = {k for k, v in api_inputs.items() if isinstance(v, list)}
+        assert schema.required_sockets <= linked <= set(schema.sockets), f"{name} node {node_id}: links {linked}"
+        assert [o["type"] for o in node["outputs"]] == schema.outputs, f"{name} node {node_id}: outputs"
+
+    ui_links = set()
+    for link_id, src, src_slot, dst, dst_slot, type_ in ui["links"]:
+        target = nodes[str(dst)]
+        socket = target["inputs"][dst_slot]
+        assert socket["link"] == link_id
+        assert link_id in nodes[str(src)]["outputs"][src_slot]["links"]
+        assert type_ == KNOWN[nodes[str(src)]["type"]].outputs[src_slot] == socket["type"], f"{name}: link {link_id}"
+        ui_links.add((str(dst), socket["name"], str(src), src_slot))
+    api_links = {(node_id, k, v[0], v[1]) for node_id, n in api.items() for k, v in n["inputs"].items()
+                 if isinstance(v, list)}
+    assert ui_links == api_links, f"{name}: UI links {sorted(ui_links ^ api_links)} differ from API references"
+
+
+def test_files_are_what_the_generator_writes():
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "make_workflows.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"example workflows are stale; run tools/make_workflows.py\n{done.stderr}"

@@ -1,0 +1,323 @@
+"""Write the example workflows in both forms, UI (example_workflows/*.json, what the editor's template
+browser opens) and API (example_workflows/api/*.json, what /prompt and `comfy run` take), from one
+description per workflow, so the two cannot drift apart.
+
+    python tools/make_workflows.py            # rewrite all files
+    python tools/make_workflows.py --check    # exit 1 if a file differs from what would be written
+
+The node table below mirrors each node's inputs in the order its schema declares them (widgets are stored
+by position in the UI form); tests/unit/test_workflows.py checks the files against nodes/ and core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UI_DIR = ROOT / "example_workflows"
+API_DIR = UI_DIR / "api"
+
+# Widget kinds the editor stores an extra value after: a seed's "control after generate" mode and an
+# image combo's upload button.
+CONTROL = "control_after_generate"
+UPLOAD = "upload"
+
+
+@dataclass(frozen=True)
+class NodeType:
+    sockets: tuple[tuple[str, str, bool], ...] = ()  # (name, type, optional)
+    widgets: tuple[str, ...] = ()  # in schema order; CONTROL / UPLOAD follow the widget they belong to
+    outputs: tuple[tuple[str, str], ...] = ()  # (name, type)
+
+
+NODE_TYPES: dict[str, NodeType] = {
+    "JointAVLoadModel": NodeType(widgets=("model_name", "weight_dtype", "attention_backend", "offload", "family"),
+                                 outputs=(("model", "JOINTAV_MODEL"),)),
+    "JointAVLoadDecoders": NodeType(sockets=(("model", "JOINTAV_MODEL", True),),
+                                    widgets=("video_vae", "audio_vae", "vocoder"),
+                                    outputs=(("decoders", "JOINTAV_DECODERS"),)),
+    "JointAVEncodePrompt": NodeType(sockets=(("model", "JOINTAV_MODEL", False), ("clip", "CLIP", True)),
+                                    widgets=("video_prompt", "speech_lines", "audio_description", "video_negative",
+                                             "audio_negative"),
+                                    outputs=(("conditioning", "JOINTAV_CONDITIONING"),)),
+    "JointAVEmptyLatent": NodeType(sockets=(("model", "JOINTAV_MODEL", False),),
+                                   widgets=("duration", "width", "height", "batch"),
+                                   outputs=(("latent", "JOINTAV_LATENT"),)),
+    "JointAVImageToAVLatent": NodeType(sockets=(("model", "JOINTAV_MODEL", False),
+                                                ("decoders", "JOINTAV_DECODERS", False), ("image", "IMAGE", False)),
+                                       widgets=("duration", "width", "height"),
+                                       outputs=(("latent", "JOINTAV_LATENT"),)),
+    "JointAVSampler": NodeType(sockets=(("model", "JOINTAV_MODEL", False),
+                                        ("conditioning", "JOINTAV_CONDITIONING", False),
+                                        ("latent", "JOINTAV_LATENT", False)),
+                               widgets=("seed", CONTROL, "steps", "solver", "shift", "video_guidance",
+                                        "audio_guidance", "slg_layer"),
+                               outputs=(("latent", "JOINTAV_LATENT"),)),
+    "JointAVDecodeVideo": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
+                                            ("latent", "JOINTAV_LATENT", False)),
+                                   outputs=(("images", "IMAGE"),)),
+    "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
+                                            ("latent", "JOINTAV_LATENT", False)),
+                                   widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
+    "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
+                                        ("audio", "AUDIO", True)),
+                               outputs=(("video", "VIDEO"),)),
+    # core nodes
+    "CLIPLoader": NodeType(widgets=("clip_name", "type", "device"), outputs=(("CLIP", "CLIP"),)),
+    "LoadImage": NodeType(widgets=("image", UPLOAD), outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK"))),
+    "SaveVideo": NodeType(sockets=(("video", "VIDEO", False),), widgets=("filename_prefix", "format", "codec")),
+}
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    values: dict[str, object] = field(default_factory=dict)  # widget values by input name
+    links: dict[str, tuple[int, int]] = field(default_factory=dict)  # input name -> (source node id, output slot)
+    title: str | None = None
+
+
+@dataclass
+class Workflow:
+    name: str
+    nodes: list[Node]
+    note: str
+
+
+# ---------------------------------------------------------------------------------------------- descriptions
+
+DEFAULT_DURATION = "2s"
+DEFAULT_SIZE = (64, 64)  # width, height: a few seconds per clip on a CPU
+DEFAULT_STEPS = 10
+MODEL_SKIP_LAYER = -1  # the Sampler's "the loaded model's own default" (the tiny default has 2 blocks, Ovi 30)
+SEED = 42
+
+
+def _av_tail(first: int, model: int, decoders: int, latent_source: int, cond: int, *, seed: int, steps: int,
+             skip_layer: int, prefix: str, sample_rate: int = 44100) -> list[Node]:
+    """Sampler -> decode video and audio -> To Video -> Save Video."""
+    s, dv, da, tv, sv = range(first, first + 5)
+    return [
+        Node(s, "JointAVSampler", {"seed": seed, CONTROL: "fixed", "steps": steps, "solver": "unipc", "shift": 5.0,
+                                   "video_guidance": 4.0, "audio_guidance": 3.0, "slg_layer": skip_layer},
+             {"model": (model, 0), "conditioning": (cond, 0), "latent": (latent_source, 0)}),
+        Node(dv, "JointAVDecodeVideo", {}, {"decoders": (decoders, 0), "latent": (s, 0)}),
+        Node(da, "JointAVDecodeAudio", {"sample_rate": sample_rate, "stereo": True},
+             {"decoders": (decoders, 0), "latent": (s, 0)}),
+        Node(tv, "JointAVToVideo", {}, {"latent": (s, 0), "images": (dv, 0), "audio": (da, 0)}),
+        Node(sv, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (tv, 0)}),
+    ]
+
+
+def default_text_to_av() -> Workflow:
+    width, height = DEFAULT_SIZE
+    nodes = [
+        Node(1, "JointAVLoadModel", {"model_name": "(embedded default)", "weight_dtype": "auto",
+                                     "attention_backend": "auto", "offload": "none", "family": "auto"}),
+        Node(2, "JointAVLoadDecoders", {"video_vae": "(embedded default)", "audio_vae": "(embedded default)",
+                                        "vocoder": "(embedded default)"}, {"model": (1, 0)}),
+        Node(3, "JointAVEncodePrompt", {
+            "video_prompt": "a red ball bounces twice on the left on a black background.",
+            "speech_lines": "", "audio_description": "high clicks",
+            "video_negative": "jitter, bad hands, blur, distortion",
+            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0)}),
+        Node(4, "JointAVEmptyLatent", {"duration": DEFAULT_DURATION, "width": width, "height": height, "batch": 1},
+             {"model": (1, 0)}),
+        *_av_tail(5, 1, 2, 4, 3, seed=SEED, steps=DEFAULT_STEPS, skip_layer=MODEL_SKIP_LAYER,
+                  prefix="jointav/default_text_to_av"),
+    ]
+    return Workflow("jointav_default_text_to_av", nodes,
+                    "Text to audio+video with the small model embedded in the pack: runs on a CPU in seconds.")
+
+
+def default_image_to_av() -> Workflow:
+    nodes = [
+        Node(1, "JointAVLoadModel", {"model_name": "(embedded default)", "weight_dtype": "auto",
+                                     "attention_backend": "auto", "offload": "none", "family": "auto"}),
+        Node(2, "JointAVLoadDecoders", {"video_vae": "(embedded default)", "audio_vae": "(embedded default)",
+                                        "vocoder": "(embedded default)"}, {"model": (1, 0)}),
+        Node(3, "JointAVEncodePrompt", {
+            "video_prompt": "a blue square slides right and hits a wall on a gray background.",
+            "speech_lines": "", "audio_description": "a low thud",
+            "video_negative": "jitter, bad hands, blur, distortion",
+            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0)}),
+        Node(4, "LoadImage", {"image": "example.png", UPLOAD: "image"}),
+        Node(5, "JointAVImageToAVLatent", {"duration": DEFAULT_DURATION, "width": DEFAULT_SIZE[0],
+                                           "height": DEFAULT_SIZE[1]},
+             {"model": (1, 0), "decoders": (2, 0), "image": (4, 0)}),
+        *_av_tail(6, 1, 2, 5, 3, seed=SEED, steps=DEFAULT_STEPS, skip_layer=MODEL_SKIP_LAYER,
+                  prefix="jointav/default_image_to_av"),
+    ]
+    return Workflow("jointav_default_image_to_av", nodes,
+                    "Image to audio+video with the embedded default model: the image becomes the first frame.")
+
+
+# Published Ovi file names (models/diffusion_models, models/text_encoders, models/vae, models/jointav_audio).
+OVI_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
+OVI_VIDEO_VAE = "wan2.2_vae.safetensors"
+OVI_AUDIO_VAE = "v1-16.pth"
+OVI_VOCODER = "best_netG.pt"
+
+OVI_PROMPT = ("A woman with curly dark hair sits by a rain-streaked window in a warm cafe, holding a mug. "
+              "She looks up and smiles.")
+OVI_SPEECH = "It never stops raining here, does it?"
+OVI_AUDIO = "Soft female voice, gentle rain against glass, quiet cafe murmur."
+
+
+def ovi_text_to_av(name: str, model_file: str, weight_dtype: str, duration: str, width: int, height: int,
+                   note: str) -> Workflow:
+    nodes = [
+        Node(1, "JointAVLoadModel", {"model_name": model_file, "weight_dtype": weight_dtype,
+                                     "attention_backend": "auto", "offload": "none", "family": "auto"}),
+        Node(2, "CLIPLoader", {"clip_name": OVI_TEXT_ENCODER, "type": "wan", "device": "default"}),
+        Node(3, "JointAVLoadDecoders", {"video_vae": OVI_VIDEO_VAE, "audio_vae": OVI_AUDIO_VAE,
+                                        "vocoder": OVI_VOCODER}, {"model": (1, 0)}),
+        Node(4, "JointAVEncodePrompt", {
+            "video_prompt": OVI_PROMPT, "speech_lines": OVI_SPEECH, "audio_description": OVI_AUDIO,
+            "video_negative": "jitter, bad hands, blur, distortion",
+            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0), "clip": (2, 0)}),
+        Node(5, "JointAVEmptyLatent", {"duration": duration, "width": width, "height": height, "batch": 1},
+             {"model": (1, 0)}),
+        *_av_tail(6, 1, 3, 5, 4, seed=100, steps=50, skip_layer=11, prefix=f"jointav/{name}"),
+    ]
+    return Workflow(name, nodes, note)
+
+
+def all_workflows() -> list[Workflow]:
+    return [
+        default_text_to_av(),
+        default_image_to_av(),
+        ovi_text_to_av("ovi_1_0_720_text_to_av", "model.safetensors", "bf16", "5s", 992, 512,
+                       "Ovi 1.0 (720x720 area, 5 s, 24 fps), bf16 weights."),
+        ovi_text_to_av("ovi_1_0_720_fp8_text_to_av", "model_fp8_e4m3fn.safetensors", "fp8_e4m3fn", "5s", 992, 512,
+                       "Ovi 1.0 (720x720 area, 5 s) with fp8 e4m3fn weights: about half the memory."),
+        ovi_text_to_av("ovi_960_text_to_av", "model_960x960.safetensors", "bf16", "5s", 1280, 704,
+                       "Ovi 960x960 area, 5 s; the sound description is sent as a trailing 'Audio: ...'."),
+        ovi_text_to_av("ovi_1_1_960_10s_text_to_av", "model_960x960_10s.safetensors", "bf16", "10s", 1280, 704,
+                       "Ovi 1.1 (960x960 area, 10 s, 24 fps)."),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+def widget_values(node: Node) -> list[object]:
+    kind = NODE_TYPES[node.type]
+    missing = [w for w in kind.widgets if w not in node.values]
+    extra = [w for w in node.values if w not in kind.widgets]
+    if missing or extra:
+        raise ValueError(f"node {node.id} ({node.type}): missing widgets {missing}, unknown widgets {extra}")
+    return [node.values[w] for w in kind.widgets]
+
+
+def to_api(workflow: Workflow) -> dict:
+    prompt = {}
+    for node in workflow.nodes:
+        inputs = {w: v for w, v in node.values.items() if w not in (CONTROL, UPLOAD)}
+        inputs.update({name: [str(src), slot] for name, (src, slot) in node.links.items()})
+        prompt[str(node.id)] = {"class_type": node.type, "inputs": inputs,
+                                "_meta": {"title": node.title or node.type}}
+    return prompt
+
+
+def _depths(workflow: Workflow) -> dict[int, int]:
+    depth: dict[int, int] = {}
+
+    def visit(node: Node) -> int:
+        if node.id not in depth:
+            parents = [visit(by_id[src]) + 1 for src, _ in node.links.values()]
+            depth[node.id] = max(parents, default=0)
+        return depth[node.id]
+
+    by_id = {n.id: n for n in workflow.nodes}
+    for n in workflow.nodes:
+        visit(n)
+    return depth
+
+
+def to_ui(workflow: Workflow) -> dict:
+    depth = _depths(workflow)
+    order = sorted(workflow.nodes, key=lambda n: (depth[n.id], n.id))
+    links = []
+    out_links: dict[tuple[int, int], list[int]] = {}
+    in_link: dict[tuple[int, str], int] = {}
+    for target in workflow.nodes:
+        sockets = [s[0] for s in NODE_TYPES[target.type].sockets]
+        for name, (src, slot) in target.links.items():
+            link_id = len(links) + 1
+            src_type = NODE_TYPES[next(n.type for n in workflow.nodes if n.id == src)].outputs[slot][1]
+            links.append([link_id, src, slot, target.id, sockets.index(name), src_type])
+            out_links.setdefault((src, slot), []).append(link_id)
+            in_link[(target.id, name)] = link_id
+    rows: dict[int, int] = {}
+    nodes = []
+    for index, node in enumerate(order):
+        kind = NODE_TYPES[node.type]
+        column = depth[node.id]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        inputs = []
+        for name, type_, optional in kind.sockets:
+            entry = {"name": name, "type": type_, "link": in_link.get((node.id, name))}
+            if optional:
+                entry["shape"] = 7  # the editor draws optional sockets hollow
+            inputs.append(entry)
+        outputs = [{"name": name, "type": type_, "slot_index": slot, "links": out_links.get((node.id, slot), [])}
+                   for slot, (name, type_) in enumerate(kind.outputs)]
+        height = 60 + 26 * (len(kind.sockets) + len(kind.widgets)) + (
+            150 if node.type == "JointAVEncodePrompt" else 0)
+        entry = {
+            "id": node.id, "type": node.type, "pos": [40 + 380 * column, 40 + 330 * row], "size": [340, height],
+            "flags": {}, "order": index, "mode": 0, "inputs": inputs, "outputs": outputs,
+            "properties": {"Node name for S&R": node.type},
+            "widgets_values": widget_values(node),
+        }
+        if node.title:
+            entry["title"] = node.title
+        nodes.append(entry)
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-jointav/{workflow.name}")),
+        "revision": 0,
+        "last_node_id": max(n.id for n in workflow.nodes),
+        "last_link_id": len(links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "jointav_note": workflow.note},
+        "version": 0.4,
+    }
+
+
+def rendered() -> dict[Path, str]:
+    files = {}
+    for workflow in all_workflows():
+        files[UI_DIR / f"{workflow.name}.json"] = json.dumps(to_ui(workflow), indent=2) + "\n"
+        files[API_DIR / f"{workflow.name}.json"] = json.dumps(to_api(workflow), indent=2) + "\n"
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in rendered().items():
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    for path in stale:
+        print(f"out of date: {path.relative_to(ROOT)}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
