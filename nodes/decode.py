@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..errors import GenerationInterrupted
 from ..pipeline import api as pipeline
-from .device import release_cache
+from .device import StepProgress, interrupted_exception, raise_if_interrupted, release_cache
 from .failures import node_errors
 from .types import CATEGORY, JointAVDecoders, JointAVLatent
 
@@ -29,8 +30,12 @@ class DecodeVideo(io.ComfyNode):
     @classmethod
     def execute(cls, decoders, latent) -> io.NodeOutput:
         release_cache()
-        with node_errors(cls.NAME):
-            images = pipeline.decode_video(decoders, latent)
+        try:
+            with node_errors(cls.NAME):
+                images = pipeline.decode_video(decoders, latent, progress=StepProgress(latent.video.shape[2]),
+                                               cancel=raise_if_interrupted)
+        except GenerationInterrupted as exc:  # reported as ComfyUI's own interruption, like the sampler's
+            raise interrupted_exception() from exc
         return io.NodeOutput(images)
 
 

@@ -22,8 +22,9 @@ def _preset_names() -> list[str]:
 
 DURATIONS = _preset_names()
 MAX_SIZE = pipeline.MAX_SIDE
-# The finest spatial multiple of any known family; the loaded model's own multiple is checked on execute.
-SIZE_STEP = min(s.spatial_multiple for s in FAMILIES.values())
+# The widget step: the smallest VAE factor of any family (8x, the default) times the smallest DiT patch (2).
+# The loaded model's own multiple (VAE factor x DiT patch) is checked on execute.
+SIZE_STEP = min(s.vae_space_factor for s in FAMILIES.values()) * 2
 
 
 def check_size(node: str, name: str, value: int | None, *, allow_zero: bool = False) -> str | None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..audio.finishing import finish_audio
 from ..audio.mmaudio_vae import decode_audio_latent
-from ..errors import CheckpointFileError, InputShapeError, InputValueError
+from ..errors import CheckpointFileError, GenerationInterrupted, InputShapeError, InputValueError
 from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
 from ..model_loader.dit import load_fusion_dit
 from ..model_loader.wan_vae_files import load_wan_vae
@@ -118,8 +118,13 @@ def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequ
 
 # --------------------------------------------------------------------------------------------- latents
 
+def spatial_multiple(model: JointModel) -> int:
+    """Frame sizes must divide by the VAE's spatial factor times the DiT's patch."""
+    return model.spec.vae_space_factor * max(model.dit.config.video.patch_size[1:])
+
+
 def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]:
-    multiple = model.spec.spatial_multiple
+    multiple = spatial_multiple(model)
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, int) or value <= 0 or value % multiple or value > MAX_SIDE:
             raise InputValueError(f"{name}={value} is not usable for model {model.name}: expected a multiple of "
@@ -242,8 +247,13 @@ def _require_sampled(latent: JointLatent) -> None:
         raise InputValueError("latent: this is an empty latent (a shape template); pass it through the sampler first")
 
 
-def decode_video(decoders: Decoders, latent: JointLatent, *, chunk_frames: int = 4) -> torch.Tensor:
-    """Video latents → ComfyUI IMAGE `[B*T, H, W, 3]` in 0..1, decoded chunk by chunk into one output buffer."""
+def decode_video(decoders: Decoders, latent: JointLatent, *, chunk_frames: int = 4, progress=None,
+                 cancel=None) -> torch.Tensor:
+    """Video latents → ComfyUI IMAGE `[B*T, H, W, 3]` in 0..1, decoded chunk by chunk into one output buffer.
+
+    progress(done, total) counts latent frames after each chunk; cancel() is checked before each chunk and
+    True raises GenerationInterrupted, so a long decode can be stopped too.
+    """
     _require_sampled(latent)
     vae = decoders.video_vae
     if vae is None:
@@ -251,12 +261,19 @@ def decode_video(decoders: Decoders, latent: JointLatent, *, chunk_frames: int =
     ref = next(vae.parameters())
     shape = vae.output_shape(tuple(latent.video.shape))
     out = torch.empty(shape[0], shape[2], shape[3], shape[4], 3)
+    total = latent.video.shape[2]
     with torch.no_grad():
         start = 0
-        for chunk in vae.iter_decode(latent.video.to(ref.device, ref.dtype), chunk_frames=chunk_frames, clamp=True):
+        chunks = vae.iter_decode(latent.video.to(ref.device, ref.dtype), chunk_frames=chunk_frames, clamp=True)
+        for index in range(math.ceil(total / chunk_frames)):
+            if cancel is not None and cancel():
+                raise GenerationInterrupted(f"video decoding cancelled at latent frame {index * chunk_frames} of {total}")
+            chunk = next(chunks)
             n = chunk.shape[2]
             out[:, start:start + n] = ((chunk.float().cpu().permute(0, 2, 3, 4, 1) + 1) / 2).clamp(0, 1)
             start += n
+            if progress is not None:
+                progress(min((index + 1) * chunk_frames, total), total)
     return out.reshape(-1, shape[3], shape[4], 3)
 
 

@@ -48,11 +48,6 @@ class ModelSpec:
         names = ", ".join(p.name for p in self.durations)
         raise KeyError(f"duration {name!r} is not a preset of model {self.family}; presets: {names}")
 
-    @property
-    def spatial_multiple(self) -> int:
-        """Frame sizes must divide by the VAE's spatial factor times the DiT's 2x2 patch."""
-        return self.vae_space_factor * 2
-
 
 @dataclass
 class JointModel:

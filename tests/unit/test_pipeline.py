@@ -27,7 +27,8 @@ def conditioning(model):
 
 def test_empty_latent_ties_audio_length_to_video_frames(model):
     latent = api.empty_latent(model, "2s", 64, 96, batch=2)
-    assert latent.video.shape == (2, model.spec.video_latent_channels, 7, 4, 6)
+    f = model.spec.vae_space_factor
+    assert latent.video.shape == (2, model.spec.video_latent_channels, 7, 64 // f, 96 // f)
     assert model.dit.config.video.in_dim == model.spec.video_latent_channels
     assert latent.video_frames == 25 and latent.fps == 12
     assert latent.audio.shape == (2, audio_latent_length(7, model.spec.audio_per_video_frame),
@@ -115,7 +116,8 @@ def test_an_empty_latent_is_not_decoded(model, decoders):
 def test_image_to_av_holds_the_encoded_first_frame(model, decoders, conditioning):
     image = torch.rand(1, 90, 120, 3)
     latent = api.image_to_av_latent(model, decoders, image, "1s")
-    assert latent.video.shape[-2:] == (4, 6)  # nearest preset by aspect ratio: 64x96
+    f = model.spec.vae_space_factor
+    assert latent.video.shape[-2:] == (64 // f, 96 // f)  # nearest preset by aspect ratio: 64x96
     out = api.sample(model, conditioning, latent, seed=2, steps=2)
     held = latent.conditionings[0].latent
     assert torch.equal(out.video[:, :, :1], held.to(out.video.dtype))
@@ -127,3 +129,20 @@ def test_skip_layer_beyond_the_model_is_refused(model, conditioning):
     layers = model.dit.config.num_layers
     with pytest.raises(InputValueError, match=rf"skip_layer=11 .*{layers} layers"):
         api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=1, slg_layer=11)
+
+
+def test_video_decoding_reports_progress_and_can_be_cancelled(model, decoders, conditioning):
+    from jointav.errors import GenerationInterrupted
+
+    latent = api.sample(model, conditioning, api.empty_latent(model, "2s", 64, 64), seed=1, steps=1)
+    seen = []
+    api.decode_video(decoders, latent, chunk_frames=3, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(3, 7), (6, 7), (7, 7)]
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1  # stop before the second chunk
+
+    with pytest.raises(GenerationInterrupted, match="latent frame 3 of 7"):
+        api.decode_video(decoders, latent, chunk_frames=3, cancel=cancel)
