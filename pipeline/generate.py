@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
@@ -12,6 +14,7 @@ import torch
 from ..audio.io import write_audio
 from ..audio.mp4 import write_mp4
 from ..errors import CheckpointFileError, InputValueError
+from ..provenance import ProvenanceInfo, embed_watermark, local_watermark_key, sign_output
 from . import api
 
 
@@ -87,15 +90,34 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
     return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name)
 
 
-def write_clip(clip: GeneratedClip, out: str | Path, *, seed: int) -> tuple[Path, Path]:
-    """The MP4 (H.264 + AAC) at `out` and a WAV of the same sound beside it."""
+def _clip_id(req: GenerationRequest, model_name: str) -> int:
+    """The 32-bit watermark payload, derived from what made the clip so the same request gives the same frames."""
+    settings = json.dumps({"model": model_name, **asdict(req)}, sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(settings.encode()).digest()[:4], "big")
+
+
+def provenance_for(clip: GeneratedClip, req: GenerationRequest) -> ProvenanceInfo:
+    sampler = {"solver": req.solver, "steps": req.steps, "shift": req.shift, "video_guidance": req.video_guidance,
+               "audio_guidance": req.audio_guidance, "skip_layer": req.skip_layer, "duration": req.duration}
+    return ProvenanceInfo(model=clip.model_name, prompt=clip.prompt, seed=req.seed, sampler=sampler,
+                          clip_id=_clip_id(req, clip.model_name), extra={"image": req.image} if req.image else {})
+
+
+def write_clip(clip: GeneratedClip, out: str | Path, req: GenerationRequest) -> tuple[Path, Path]:
+    """The MP4 (H.264 + AAC) at `out` and a WAV of the same sound beside it, both carrying provenance:
+    the frames a keyed watermark, each file a signed C2PA manifest (model, prompt, seed, settings)."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputValueError(f"--out {out}: expected a file name ending in .mp4")
-    frames = clip.frames.numpy()
+    key = local_watermark_key()
+    info = provenance_for(clip, req)
+    info.watermark_key_id = key.key_id
+    frames = embed_watermark(clip.frames, key, info.clip_id).numpy()
     waveform = clip.audio["waveform"][0].numpy()
-    metadata = {"title": clip.prompt[:200], "comment": f"prompt={clip.prompt} | seed={seed} | model={clip.model_name}",
+    metadata = {"title": clip.prompt[:200], "comment": f"prompt={clip.prompt} | seed={req.seed} | model={clip.model_name}",
                 "encoder": "ComfyUI-JointAV"}
     mp4 = write_mp4(out, frames, clip.fps, waveform, clip.audio["sample_rate"], metadata=metadata)
     wav = write_audio(out.with_suffix(".wav"), clip.audio)
+    for path in (mp4, wav):
+        sign_output(path, info)
     return mp4, wav

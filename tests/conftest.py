@@ -13,6 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("JOINTAV_FIXTURES", REPO.parent / "shared" / "fixtures" / "ovi"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_identity(tmp_path_factory):
+    """Keys, certificates and the cameo log made by tests live in a temporary folder, not the user's config."""
+    home = tmp_path_factory.mktemp("jointav-config")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("JOINTAV_PROVENANCE_DIR", str(home / "provenance"))
+    patch.setenv("JOINTAV_OPERATOR_KEY", str(home / "keys" / "operator.key"))
+    patch.setenv("JOINTAV_CAMEO_LOG", str(home / "cameo" / "usage.jsonl"))
+    yield
+    patch.undo()
+
+
 def fixture_dir(component: str) -> Path:
     """The fixture folder of one component, or a loud skip naming what is missing."""
     folder = FIXTURES / component
