@@ -69,7 +69,7 @@ def run(args) -> int:
 
     try:
         clip = generate(req, progress=progress)
-        mp4, wav = write_clip(clip, args.out, req)
+        mp4, wav = write_clip(clip, args.out)
     except JointAVError as e:
         bar.close()
         print(f"error: {e}", file=sys.stderr)

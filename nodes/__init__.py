@@ -9,12 +9,13 @@ from .decode import DecodeAudio, DecodeVideo
 from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
 from .loaders import LoadDecoders, LoadModel, register_audio_folder
 from .prompt import EncodePrompt
+from .provenance import SaveVideo, Verify
 from .sampler import Sampler
 from .video import ToVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
-    ToVideo, SplitLatent,
+    ToVideo, SplitLatent, SaveVideo, Verify,
 ]
 
 

@@ -234,10 +234,15 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     finally:
         if model.offload == "cpu":
             dit.to("cpu")
+    provenance = {"model": model.name, "prompt": conditioning.prompt, "seed": seed,
+                  "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
+                              "audio_guidance": audio_guidance, "skip_layer": slg_layer,
+                              "video_negative": conditioning.video_negative_prompt,
+                              "audio_negative": conditioning.audio_negative_prompt}}
     return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,
-                       conditionings=list(latent.conditionings), sampled=True)
+                       conditionings=list(latent.conditionings), sampled=True, provenance=provenance)
 
 
 # --------------------------------------------------------------------------------------------- decoding

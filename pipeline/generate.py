@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -53,6 +53,7 @@ class GeneratedClip:
     fps: float
     prompt: str
     model_name: str
+    provenance: dict
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -87,37 +88,46 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
                         audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)
     frames = api.decode_video(decoders, latent)
     audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
-    return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name)
+    provenance = dict(latent.provenance, duration=duration, image=req.image)
+    return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name,
+                         provenance=provenance)
 
 
-def _clip_id(req: GenerationRequest, model_name: str) -> int:
+def clip_id_for(provenance: dict) -> int:
     """The 32-bit watermark payload, derived from what made the clip so the same request gives the same frames."""
-    settings = json.dumps({"model": model_name, **asdict(req)}, sort_keys=True, default=str)
+    settings = json.dumps(provenance, sort_keys=True, default=str)
     return int.from_bytes(hashlib.sha256(settings.encode()).digest()[:4], "big")
 
 
-def provenance_for(clip: GeneratedClip, req: GenerationRequest) -> ProvenanceInfo:
-    sampler = {"solver": req.solver, "steps": req.steps, "shift": req.shift, "video_guidance": req.video_guidance,
-               "audio_guidance": req.audio_guidance, "skip_layer": req.skip_layer, "duration": req.duration}
-    return ProvenanceInfo(model=clip.model_name, prompt=clip.prompt, seed=req.seed, sampler=sampler,
-                          clip_id=_clip_id(req, clip.model_name), extra={"image": req.image} if req.image else {})
+def provenance_info(provenance: dict) -> ProvenanceInfo:
+    """The manifest content for a clip, from the record sampling leaves on the latent (plus anything added)."""
+    core = ("model", "prompt", "seed", "sampler")
+    extra = {k: v for k, v in provenance.items() if k not in core and v is not None}
+    return ProvenanceInfo(model=provenance["model"], prompt=provenance["prompt"], seed=int(provenance["seed"]),
+                          sampler=dict(provenance.get("sampler", {})), clip_id=clip_id_for(provenance), extra=extra)
 
 
-def write_clip(clip: GeneratedClip, out: str | Path, req: GenerationRequest) -> tuple[Path, Path]:
-    """The MP4 (H.264 + AAC) at `out` and a WAV of the same sound beside it, both carrying provenance:
-    the frames a keyed watermark, each file a signed C2PA manifest (model, prompt, seed, settings)."""
+def write_signed_mp4(out: str | Path, frames: torch.Tensor, fps: float, audio: dict | None,
+                     info: ProvenanceInfo) -> Path:
+    """Watermark the frames with the local key, write the MP4 (H.264 High + AAC), then sign it (C2PA)."""
+    key = local_watermark_key()
+    info.watermark_key_id = key.key_id
+    marked = embed_watermark(frames, key, info.clip_id)
+    marked = marked.numpy() if isinstance(marked, torch.Tensor) else marked
+    waveform, rate = (audio["waveform"][0].numpy(), audio["sample_rate"]) if audio is not None else (None, None)
+    metadata = {"title": info.prompt[:200], "comment": f"prompt={info.prompt} | seed={info.seed} | model={info.model}",
+                "encoder": "ComfyUI-JointAV"}
+    mp4 = write_mp4(out, marked, fps, waveform, rate, metadata=metadata)
+    return sign_output(mp4, info)
+
+
+def write_clip(clip: GeneratedClip, out: str | Path) -> tuple[Path, Path]:
+    """The MP4 at `out` and a WAV of the same sound beside it, both carrying provenance: the frames a keyed
+    watermark, each file a signed C2PA manifest (model, prompt, seed, settings)."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputValueError(f"--out {out}: expected a file name ending in .mp4")
-    key = local_watermark_key()
-    info = provenance_for(clip, req)
-    info.watermark_key_id = key.key_id
-    frames = embed_watermark(clip.frames, key, info.clip_id).numpy()
-    waveform = clip.audio["waveform"][0].numpy()
-    metadata = {"title": clip.prompt[:200], "comment": f"prompt={clip.prompt} | seed={req.seed} | model={clip.model_name}",
-                "encoder": "ComfyUI-JointAV"}
-    mp4 = write_mp4(out, frames, clip.fps, waveform, clip.audio["sample_rate"], metadata=metadata)
-    wav = write_audio(out.with_suffix(".wav"), clip.audio)
-    for path in (mp4, wav):
-        sign_output(path, info)
+    info = provenance_info(clip.provenance)
+    mp4 = write_signed_mp4(out, clip.frames, clip.fps, clip.audio, info)
+    wav = sign_output(write_audio(out.with_suffix(".wav"), clip.audio), info)
     return mp4, wav

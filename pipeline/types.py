@@ -97,6 +97,7 @@ class JointLatent:
     audio_samples_per_latent: int
     conditionings: list = field(default_factory=list)  # samplers.conditioning objects (first frame, ...)
     sampled: bool = False  # False: a shape template (noise is drawn by the sampler); True: denoised latents
+    provenance: dict = field(default_factory=dict)  # model, prompt, seed, sampler settings (set by sampling)
 
     @property
     def video_frames(self) -> int:

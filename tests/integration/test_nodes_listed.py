@@ -25,6 +25,8 @@ EXPECTED = {
     "JointAVDecodeAudio": (["decoders", "latent", "sample_rate", "stereo"], [], ["AUDIO"]),
     "JointAVToVideo": (["latent", "images"], ["audio"], ["VIDEO"]),
     "JointAVSplitLatent": (["latent"], [], ["LATENT", "FLOAT"]),
+    "JointAVSaveVideo": (["latent", "images", "filename_prefix"], ["audio"], []),
+    "JointAVVerify": (["path"], [], ["BOOLEAN", "STRING"]),
 }
 
 

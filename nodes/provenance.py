@@ -1,0 +1,83 @@
+"""Save Video (signed) and Verify: outputs written by the pack carry a watermark and a C2PA manifest.
+
+Core Save Video writes whatever VIDEO it gets; this node writes the clip itself so that the frames are
+watermarked before encoding and the finished MP4 is signed with what made it (model, prompt, seed,
+settings, recorded on the latent by the sampler).
+"""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..pipeline.generate import provenance_info, write_signed_mp4
+from ..provenance import verify_file
+from .failures import node_errors
+from .types import CATEGORY, JointAVLatent
+from .video import one_track
+
+
+class SaveVideo(io.ComfyNode):
+    NAME = "JointAV Save Video"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVSaveVideo",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Writes an MP4 (H.264 High, AAC) with a watermark in the frames and a signed C2PA manifest "
+                        "recording the model, prompt, seed and sampler settings.",
+            inputs=[
+                JointAVLatent.Input("latent", tooltip="The sampled latent: its frame rate and what made it."),
+                io.Image.Input("images"),
+                io.Audio.Input("audio", optional=True),
+                io.String.Input("filename_prefix", default="video/JointAV"),
+            ],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, latent, images, filename_prefix: str, audio=None) -> io.NodeOutput:
+        height, width = int(images.shape[1]), int(images.shape[2])
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory(), width, height)
+        file = f"{filename}_{counter:05}_.mp4"
+        with node_errors(cls.NAME):
+            if not latent.provenance:
+                raise ValueError("latent: it was not made by JointAV Sampler, so there is nothing to record; "
+                                 "connect the sampler's output")
+            info = provenance_info(latent.provenance)
+            write_signed_mp4(os.path.join(folder, file), images.cpu(), latent.fps,
+                             one_track(audio) if audio is not None else None, info)
+        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
+
+
+class Verify(io.ComfyNode):
+    NAME = "JointAV Verify"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVVerify",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`.",
+            inputs=[io.String.Input("path", default="", tooltip="A file path, or a name inside ComfyUI's output folder "
+                                                                 "(e.g. video/JointAV_00001_.mp4).")],
+            outputs=[io.Boolean.Output(display_name="valid"), io.String.Output(display_name="report")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, path: str) -> io.NodeOutput:
+        full = path if os.path.isabs(path) else os.path.join(folder_paths.get_output_directory(), path)
+        with node_errors(cls.NAME, {"path": path}):
+            if not os.path.isfile(full):
+                raise FileNotFoundError(f"path={path!r}: no such file (looked at {full})")
+            report = verify_file(full)
+        text = report.text()
+        return io.NodeOutput(report.valid, text, ui={"text": [text]})
