@@ -254,13 +254,11 @@ def to_ui(workflow: Workflow) -> dict:
             links.append([link_id, src, slot, target.id, sockets.index(name), src_type])
             out_links.setdefault((src, slot), []).append(link_id)
             in_link[(target.id, name)] = link_id
-    rows: dict[int, int] = {}
+    next_y: dict[int, int] = {}  # per column: where the next node may start (nodes stack without overlapping)
     nodes = []
     for index, node in enumerate(order):
         kind = NODE_TYPES[node.type]
         column = depth[node.id]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
         inputs = []
         for name, type_, optional in kind.sockets:
             entry = {"name": name, "type": type_, "link": in_link.get((node.id, name))}
@@ -271,8 +269,10 @@ def to_ui(workflow: Workflow) -> dict:
                    for slot, (name, type_) in enumerate(kind.outputs)]
         height = 60 + 26 * (len(kind.sockets) + len(kind.widgets)) + (
             150 if node.type == "JointAVEncodePrompt" else 0)
+        y = next_y.get(column, 40)
+        next_y[column] = y + height + 70  # 70: the title bar above the body plus a gap
         entry = {
-            "id": node.id, "type": node.type, "pos": [40 + 380 * column, 40 + 330 * row], "size": [340, height],
+            "id": node.id, "type": node.type, "pos": [40 + 380 * column, y], "size": [340, height],
             "flags": {}, "order": index, "mode": 0, "inputs": inputs, "outputs": outputs,
             "properties": {"Node name for S&R": node.type},
             "widgets_values": widget_values(node),
