@@ -90,6 +90,10 @@ def write_mp4(
             if astream is not None:
                 aframe = av.AudioFrame.from_ndarray(audio, format="fltp", layout=astream.layout.name)
                 aframe.sample_rate = sample_rate
+                # A timestamped first frame lets the encoder mark its 1024 priming samples (negative pts, an
+                # edit list in the MP4), so players start the sound on time instead of 1024 samples late.
+                aframe.pts = 0
+                aframe.time_base = Fraction(1, sample_rate)
                 for packet in astream.encode(aframe):
                     container.mux(packet)
                 for packet in astream.encode():

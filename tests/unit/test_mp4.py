@@ -47,3 +47,14 @@ def test_bad_input_is_refused_and_nothing_is_left_behind(tmp_path):
     with pytest.raises(InputValueError, match="NaN"):
         write_mp4(tmp_path / "c.mp4", _clip(), 12, np.full(1000, np.nan, np.float32), 44100)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sound_starts_on_time_despite_aac_priming(tmp_path):
+    """AAC encoders prepend 1024 priming samples; the MP4 must tell players to skip them, or every sound
+    lands 23 ms (at 44.1 kHz) after its picture."""
+    sr, fps, frames = 44100, 12, _clip(t=13)
+    wave = np.zeros(sr, np.float32)
+    wave[10_000:10_400] = 0.8
+    _, decoded, _, _ = read_mp4(write_mp4(tmp_path / "burst.mp4", frames, fps, wave, sr))
+    onset = int(np.argmax(np.abs(decoded[0]) > 0.2))
+    assert abs(onset - 10_000) <= 8, f"burst written at sample 10000 decodes at {onset}"
