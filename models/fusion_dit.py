@@ -12,6 +12,13 @@ float32; RoPE and the timestep sinusoid are float64, as in the reference.
 One forward, per block i (both towers interleaved; see shared/reference/ovi-notes.md §4):
 audio self-attn, video self-attn, audio cross-attn (text + video after its self-attn) and FFN,
 video cross-attn (text + audio after its self-attn, i.e. before the audio cross step) and FFN.
+
+Reference tokens (cameo; EXPERIMENTAL with Ovi weights, which never saw them): optional clean latents of a
+person's face (`video_reference`) and voice (`audio_reference`) appended to each tower's sequence after the
+clip's tokens. They are ordinary tokens of their tower in every attention (self-attention, text
+cross-attention, and as queries and as keys/values of the cross-modal attention), but they always carry
+timestep 0, sit at RoPE time positions past the end of the clip (see `reference_time_origin`) and are
+dropped before the head's output is unpatchified. Without references the forward is unchanged.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from ..errors import InputShapeError, InputValueError
 from .attention import BACKENDS, attention, resolve_backend
 from .config import FusionConfig, TowerConfig
 from .layers import CastConv3d, CastLinear, ChannelLastConv1d, ConvMLP, LayerNorm, RMSNorm
-from .rope import audio_rope_table, rope_multipliers, rotate, sinusoidal_embedding, video_rope_table
+from .rope import ROPE_MAX_POSITIONS, audio_rope_table, rope_multipliers, rotate, sinusoidal_embedding, video_rope_table
 
 TensorOrList = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -38,6 +45,9 @@ FUSION_NORM_EPS = 1e-6
 # The audio patch embedding is fixed by the reference (MMAudio latents): conv k=7 and a 4x gated conv MLP.
 AUDIO_EMBED_KERNEL = 7
 AUDIO_EMBED_MLP_RATIO = 4
+# Reference tokens start this many latent frames after the end of the clip's timeline, so that no clip
+# frame (nor the frame right after it, as in a continuation) shares their time position.
+REFERENCE_TIME_GAP = 4
 
 
 @dataclass
@@ -75,6 +85,41 @@ class TowerState:
     time_e: torch.Tensor  # [U, dim] time_embedding output per distinct timestep, float32
     time_e0: torch.Tensor  # [U, 6, dim] time_projection output per distinct timestep, float32
     context: torch.Tensor  # [B, text_len, dim] embedded text, compute dtype
+
+
+@dataclass
+class References:
+    """One tower's reference tokens: per sample a clean latent or None, and the RoPE time row it starts at.
+
+    items: video `[C, k, H, W]` / audio `[L_ref, C]`; starts: video latent-frame index / audio position of the
+    reference's first time step (see `reference_time_origin`).
+    """
+
+    items: list[torch.Tensor | None]
+    starts: list[int]
+
+
+def reference_time_origin(video_frames: int, audio_length: int, audio_scale: float) -> int:
+    """Video latent-frame index where a sample's references start: past the end of both of its timelines.
+
+    The clip's video occupies time rows 0..F-1 and its audio reaches row ~L·scale (audio position i sits at
+    video time i·scale); references start REFERENCE_TIME_GAP rows after the later of the two, so no clip
+    token shares their time position.
+    """
+    return max(video_frames, math.ceil(audio_length * audio_scale)) + REFERENCE_TIME_GAP
+
+
+def audio_reference_start(origin: int, audio_scale: float) -> int:
+    """Audio position whose time (position·scale) is nearest to video latent frame `origin`: the audio
+    reference starts where the video reference does, so face and voice line up in cross-modal attention."""
+    return math.floor(origin / audio_scale + 0.5)
+
+
+def _shifted_multipliers(grid: tuple[int, ...], start: int, table: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """RoPE multipliers `[tokens, columns]` of a grid whose time axis starts at table row `start`, not 0."""
+    per_step = math.prod(grid[1:])
+    shifted = (start + grid[0], *grid[1:])
+    return rope_multipliers([shifted], table, math.prod(shifted), head_dim)[0, start * per_step:, 0]
 
 
 def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -264,20 +309,38 @@ class Tower(nn.Module):
         seq_len: int | None,
         dtype: torch.dtype,
         seq_len_name: str,
+        references: References | None = None,
     ) -> TowerState:
-        """Embed latents, timesteps (per token) and text into the state the blocks consume."""
+        """Embed latents, timesteps (per token) and text into the state the blocks consume.
+
+        seq_len pads the clip's tokens; references (if any) follow each sample's clip tokens, and the
+        sequence grows by the longest sample's reference token count.
+        """
         tokens, grids = self.embed(items, dtype)
         lens = [u.shape[0] for u in tokens]
         seq_len = _checked_seq_len(seq_len, max(lens), seq_len_name)
+        refs = self._embed_references(references, dtype) if references is not None else None
+        if refs is not None:
+            seq_len += max(r.shape[0] for r, _ in refs)
         device = tokens[0].device
         x = torch.zeros(len(tokens), seq_len, self.cfg.dim, device=device, dtype=torch.float32)
         for b, u in enumerate(tokens):
             x[b, : u.shape[0]] = u.float()
-        seq_lens = torch.tensor(lens, dtype=torch.long, device=device)
+        totals = lens
+        if refs is not None:
+            totals = [n + r.shape[0] for n, (r, _) in zip(lens, refs)]
+            for b, (r, _) in enumerate(refs):
+                if r.shape[0]:
+                    x[b, lens[b] : totals[b]] = r.float()
+        seq_lens = torch.tensor(totals, dtype=torch.long, device=device)
 
         t_tok = t.to(device=device, dtype=torch.float64)[:, None].expand(len(tokens), seq_len)
         if clean is not None:
             t_tok = t_tok.masked_fill(_token_mask(clean.to(device), grids, seq_len), 0.0)
+        if refs is not None:
+            positions = torch.arange(seq_len, device=device)
+            ref_mask = (positions >= torch.tensor(lens, device=device)[:, None]) & (positions < seq_lens[:, None])
+            t_tok = t_tok.masked_fill(ref_mask, 0.0)  # references are clean: timestep 0
         per_token, values = PerToken.from_timesteps(t_tok)
         e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, values).to(dtype))
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
@@ -285,17 +348,33 @@ class Tower(nn.Module):
         ctx = torch.stack([F.pad(c, (0, 0, 0, self.cfg.text_len - c.shape[0])) for c in contexts])
         context = self.text_embedding(ctx.to(device=device, dtype=dtype))
 
+        table = self.rope_table(device)
+        rope = rope_multipliers(grids, table, seq_len, self.cfg.head_dim)
+        if refs is not None:
+            for b, (r, grid) in enumerate(refs):
+                if r.shape[0]:
+                    rope[b, lens[b] : totals[b], 0] = _shifted_multipliers(grid, references.starts[b], table,
+                                                                          self.cfg.head_dim)
         return TowerState(
             x=x,
             seq_lens=seq_lens,
             grids=grids,
-            key_lens=None if min(lens) == seq_len else seq_lens,
-            rope=rope_multipliers(grids, self.rope_table(device), seq_len, self.cfg.head_dim),
+            key_lens=None if min(totals) == seq_len else seq_lens,
+            rope=rope,
             per_token=per_token,
             time_e=e.float(),
             time_e0=e0.float(),
             context=context,
         )
+
+    def _embed_references(self, references: References, dtype: torch.dtype) -> list[tuple[torch.Tensor, tuple]]:
+        """Per sample (tokens `[R, dim]`, grid); R = 0 for a sample without a reference. Embedded apart from the
+        clip, so the audio embedding's convolutions never mix reference and clip positions."""
+        present = [u for u in references.items if u is not None]
+        tokens, grids = self.embed(present, dtype) if present else ([], [])
+        found = iter(zip(tokens, grids))
+        empty = (torch.zeros(0, self.cfg.dim, dtype=dtype), ())
+        return [next(found) if u is not None else empty for u in references.items]
 
     def unpatchify(self, out: torch.Tensor, grids: list[tuple[int, ...]]) -> list[torch.Tensor]:
         """Head output `[B, L, prod(patch)·out_dim]` → per sample `[C, F, H, W]` (video) or `[L, C]` (audio)."""
@@ -341,6 +420,25 @@ def _as_items(x: TensorOrList, name: str, item_shape: str, item_ndim: int) -> tu
         return list(x), True
     raise InputShapeError(f"{name}: expected a tensor [B, {item_shape}] or a non-empty list of [{item_shape}] tensors, "
                           f"found {type(x).__name__}")
+
+
+def _reference_items(x: TensorOrList | None, name: str, item_shape: str, item_ndim: int, batch: int,
+                     device: torch.device) -> list[torch.Tensor | None]:
+    """A reference tensor `[B or 1, ...]` or a list of B tensors / None → B items (None = no reference)."""
+    if x is None:
+        return [None] * batch
+    if isinstance(x, (list, tuple)) and len(x) > 0:
+        for i, u in enumerate(x):
+            if u is not None and not (isinstance(u, torch.Tensor) and u.dim() == item_ndim):
+                found = f"shape {tuple(u.shape)}" if isinstance(u, torch.Tensor) else type(u).__name__
+                raise InputShapeError(f"{name}[{i}]: expected [{item_shape}] or None, found {found}")
+        items = list(x)
+    else:
+        items, _ = _as_items(x, name, item_shape, item_ndim)
+        if len(items) == 1:
+            items = items * batch  # one reference for every sample
+    _check_batch(name, len(items), batch)
+    return [None if u is None else u.to(device) for u in items]
 
 
 def _check_batch(name: str, found: int, batch: int) -> None:
@@ -401,6 +499,8 @@ class FusionDiT(nn.Module):
         video_seq_len: int | None = None,
         audio_seq_len: int | None = None,
         intermediates: dict[str, torch.Tensor] | None = None,
+        video_reference: TensorOrList | None = None,
+        audio_reference: TensorOrList | None = None,
     ) -> tuple[TensorOrList, TensorOrList]:
         """Velocity predictions for a joint video + audio latent.
 
@@ -417,7 +517,18 @@ class FusionDiT(nn.Module):
         video_seq_len / audio_seq_len: pad to this many tokens (default: the longest sample); padding
         never changes the output.
         intermediates: optional dict filled with `vid|audio.{embedded_x, time_e, time_e0, context_embedded,
-        seq_lens, grid_sizes, pre_head_x, head_out}` and `block<i>.vid|audio` (the fixtures' names).
+        seq_lens, grid_sizes, pre_head_x, head_out}` and `block<i>.vid|audio` (the fixtures' names); with
+        references, the per-token entries include the reference tokens right after each sample's clip tokens.
+
+        video_reference `[B or 1, C, k, Hr, Wr]` / audio_reference `[B or 1, L_ref, C]` (or lists of B items,
+        each a tensor or None for a sample without): clean reference latents (cameo face / voice), EXPERIMENTAL
+        with Ovi weights. They are appended to their tower's sequence with timestep 0 and RoPE time rows past
+        the clip: video reference frame j at latent frame `reference_time_origin(F, L, s) + j` (spatial rows
+        from 0, like a clip frame), audio reference position m at `audio_reference_start(origin, s) + m`, s
+        = the audio tower's temporal_rope_scaling_factor, so both start at the same time. They take part
+        in every attention (as queries and keys/values, cross-modal attention included) and never appear in
+        the outputs, whose shapes stay the clip's. Differentiable: a training loop passes clean reference
+        latents here (None items drop the reference per sample) and backpropagates the clip loss as usual.
         """
         cfg_v, cfg_a = self.config.video, self.config.audio
         video_items, video_listed = _as_items(video, "video", "C, F, H, W", 4)
@@ -436,11 +547,14 @@ class FusionDiT(nn.Module):
             v_clean = torch.zeros(batch, max_frames, dtype=torch.bool) if v_clean is None else v_clean.clone()
             v_clean[:, 0] = True
         a_clean = _clean_mask(audio_clean, "audio_clean", batch, max(u.shape[0] for u in audio_items))
+        v_refs, a_refs = self._references(video_items, audio_items, video_reference, audio_reference)
 
         dtype = self.compute_dtype
         backend = resolve_backend(self.attention_backend, video_items[0].device)
-        vid = self.video_model.prepare(video_items, t_vec, v_clean, video_ctx, video_seq_len, dtype, "video_seq_len")
-        aud = self.audio_model.prepare(audio_items, t_vec, a_clean, audio_ctx, audio_seq_len, dtype, "audio_seq_len")
+        vid = self.video_model.prepare(video_items, t_vec, v_clean, video_ctx, video_seq_len, dtype, "video_seq_len",
+                                       v_refs)
+        aud = self.audio_model.prepare(audio_items, t_vec, a_clean, audio_ctx, audio_seq_len, dtype, "audio_seq_len",
+                                       a_refs)
         record = intermediates is not None
         if record:
             _record_inputs(intermediates, "vid", vid)
@@ -471,20 +585,52 @@ class FusionDiT(nn.Module):
             audio_list if audio_listed else torch.stack(audio_list),
         )
 
-    def _check_latents(self, video_items: list[torch.Tensor], audio_items: list[torch.Tensor]) -> None:
+    def _check_latents(self, video_items: Sequence[torch.Tensor | None], audio_items: Sequence[torch.Tensor | None],
+                       video_name: str = "video", audio_name: str = "audio") -> None:
         cfg_v, cfg_a = self.config.video, self.config.audio
         for i, u in enumerate(video_items):
+            if u is None:
+                continue
             if u.shape[0] != cfg_v.in_dim:
-                raise InputShapeError(f"video[{i}]: expected {cfg_v.in_dim} channels [C, F, H, W], "
+                raise InputShapeError(f"{video_name}[{i}]: expected {cfg_v.in_dim} channels [C, F, H, W], "
                                       f"found shape {tuple(u.shape)}")
             for axis, size, p in zip("FHW", u.shape[1:], cfg_v.patch_size):
                 if size == 0 or size % p:
-                    raise InputShapeError(f"video[{i}]: {axis} = {size} must be a positive multiple of the patch "
-                                          f"size {p} (patch {tuple(cfg_v.patch_size)}), found shape {tuple(u.shape)}")
+                    raise InputShapeError(f"{video_name}[{i}]: {axis} = {size} must be a positive multiple of the "
+                                          f"patch size {p} (patch {tuple(cfg_v.patch_size)}), found shape "
+                                          f"{tuple(u.shape)}")
         for i, u in enumerate(audio_items):
-            if u.shape[1] != cfg_a.in_dim or u.shape[0] == 0:
-                raise InputShapeError(f"audio[{i}]: expected [L, {cfg_a.in_dim}] with L > 0, "
+            if u is not None and (u.shape[1] != cfg_a.in_dim or u.shape[0] == 0):
+                raise InputShapeError(f"{audio_name}[{i}]: expected [L, {cfg_a.in_dim}] with L > 0, "
                                       f"found shape {tuple(u.shape)}")
+
+    def _references(
+        self, video_items: list[torch.Tensor], audio_items: list[torch.Tensor],
+        video_reference: TensorOrList | None, audio_reference: TensorOrList | None,
+    ) -> tuple[References | None, References | None]:
+        """Checked per-sample reference latents of both towers, with the RoPE rows they start at."""
+        if video_reference is None and audio_reference is None:
+            return None, None
+        cfg_v, cfg_a = self.config.video, self.config.audio
+        batch, device = len(video_items), video_items[0].device
+        v_items = _reference_items(video_reference, "video_reference", "C, k, H, W", 4, batch, device)
+        a_items = _reference_items(audio_reference, "audio_reference", "L_ref, C", 2, batch, device)
+        self._check_latents(v_items, a_items, "video_reference", "audio_reference")
+        scale = cfg_a.temporal_rope_scaling_factor
+        origins = [reference_time_origin(v.shape[1] // cfg_v.patch_size[0], a.shape[0], scale)
+                   for v, a in zip(video_items, audio_items)]
+        a_starts = [audio_reference_start(o, scale) for o in origins]
+        for i, (u, o) in enumerate(zip(v_items, origins)):
+            if u is not None and o + u.shape[1] // cfg_v.patch_size[0] > ROPE_MAX_POSITIONS:
+                raise InputShapeError(f"video_reference[{i}]: {u.shape[1]} frames starting at RoPE time row {o} "
+                                      f"(after the clip) exceed the table's {ROPE_MAX_POSITIONS} rows")
+        for i, (u, start) in enumerate(zip(a_items, a_starts)):
+            if u is not None and start + u.shape[0] > ROPE_MAX_POSITIONS:
+                raise InputShapeError(f"audio_reference[{i}]: {u.shape[0]} positions starting at RoPE row {start} "
+                                      f"(after the clip) exceed the table's {ROPE_MAX_POSITIONS} rows; use a "
+                                      f"shorter voice reference")
+        return (References(v_items, origins) if video_reference is not None else None,
+                References(a_items, a_starts) if audio_reference is not None else None)
 
 
 def _check_config(config: FusionConfig) -> None:

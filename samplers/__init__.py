@@ -10,14 +10,15 @@
 from .conditioning import AudioSpan, Conditioning, FirstFrame, KeepMask, VideoFrames, combine
 from .dpmpp import DPMPPSolver
 from .euler import EulerSolver
-from .guidance import JointGuidance, JointModel, PromptContexts, guided_velocity, normalize_slg_layer
+from .guidance import (JointGuidance, JointModel, PromptContexts, ReferenceTokens, guided_velocity,
+                       normalize_slg_layer)
 from .loop import (OVI_AUDIO_PER_VIDEO_FRAME, SOLVERS, audio_latent_length, initial_noise, make_solver, sample)
 from .schedules import (FlowSolver, Schedule, dpmpp_schedule, euler_schedule, shift_sigmas, unipc_schedule)
 from .unipc import UniPCSolver
 
 __all__ = [
     "AudioSpan", "Conditioning", "DPMPPSolver", "EulerSolver", "FirstFrame", "FlowSolver", "JointGuidance",
-    "JointModel", "KeepMask", "OVI_AUDIO_PER_VIDEO_FRAME", "PromptContexts", "SOLVERS", "Schedule", "UniPCSolver",
+    "JointModel", "KeepMask", "OVI_AUDIO_PER_VIDEO_FRAME", "PromptContexts", "ReferenceTokens", "SOLVERS", "Schedule", "UniPCSolver",
     "VideoFrames", "audio_latent_length", "combine", "dpmpp_schedule", "euler_schedule", "guided_velocity",
     "initial_noise", "make_solver", "normalize_slg_layer", "sample", "shift_sigmas", "unipc_schedule",
 ]

@@ -3,12 +3,17 @@
 Ovi feeds the positive prompt to both towers, but has separate negative prompts for video and audio, and runs
 the negative pass with skip-layer guidance (one transformer block skipped in both towers). The guided velocity
 is neg + s * (pos - neg), with s = the video scale for the video output and the audio scale for the audio output.
+
+Reference tokens (cameo) go to BOTH passes unchanged, as Ovi holds an i2v first frame in both: the references are
+then part of the shared condition and guidance steers only the text. Giving them to the positive pass alone would
+multiply their effect by the guidance scale, which for weights that never saw reference tokens (Ovi) amplifies
+an off-distribution input.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -26,7 +31,9 @@ class JointModel(Protocol):
     video `[B, C, F, H, W]`, audio `[B, L, C]`, t `[B]` (the solver's timesteps), contexts `[B, Lt, text_dim]`;
     video_clean `[B, F]` / audio_clean `[B, L]` bool: tokens held clean (they get timestep 0);
     skip_layer: index of the block to skip in both towers, or None. Returns (video velocity, audio velocity),
-    shaped like video and audio.
+    shaped like video and audio. Only when a sample uses reference tokens is the model also called with
+    `video_reference` `[B or 1, C, k, h, w]` / `audio_reference` `[B or 1, L_ref, C]` (clean latents outside the
+    clip; see FusionDiT.forward), so models without them keep working for everything else.
     """
 
     def __call__(
@@ -61,6 +68,41 @@ class PromptContexts:
             video=_context_for_batch(self.video, batch, f"{name}.video"),
             audio=_context_for_batch(self.audio, batch, f"{name}.audio"),
         )
+
+
+@dataclass(frozen=True)
+class ReferenceTokens:
+    """Clean reference latents the model appends to its sequences (cameo face and voice); not part of the clip.
+
+    video `[B or 1, C, k, h, w]` (k reference frames at any size the DiT's patch divides), audio
+    `[B or 1, L_ref, C]`; either may be None. A conditioning for `sample`: the loop recognises any object with a
+    `reference_tokens(video_shape, audio_shape)` method and hands the result to both guidance passes.
+    """
+
+    video: torch.Tensor | None = field(default=None, repr=False)
+    audio: torch.Tensor | None = field(default=None, repr=False)
+
+    def reference_tokens(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]) -> ReferenceTokens:
+        """Self, checked against a video latent `[B, C, F, h, w]` and an audio latent `[B, L, C]`."""
+        if self.video is None and self.audio is None:
+            raise InputValueError("ReferenceTokens: both video and audio are None; expected at least one reference")
+        for what, ref, ndim, channel_axis, latent_shape in (("video", self.video, 5, 1, video_shape),
+                                                            ("audio", self.audio, 3, 2, audio_shape)):
+            if ref is None:
+                continue
+            batch, channels = latent_shape[0], latent_shape[channel_axis]
+            if not isinstance(ref, torch.Tensor) or ref.ndim != ndim or ref.shape[channel_axis] != channels \
+                    or ref.shape[0] not in (1, batch) or ref.numel() == 0:
+                layout = f"[B, {channels}, k, h, w]" if what == "video" else f"[B, L_ref, {channels}]"
+                shape = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
+                raise InputShapeError(f"ReferenceTokens.{what}: got {shape}, expected non-empty {layout} with B = "
+                                      f"{batch} or 1 (channels of the {what} latent {tuple(latent_shape)})")
+        return self
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> ReferenceTokens:
+        def move(t):
+            return None if t is None else t.to(device=device, dtype=dtype)
+        return ReferenceTokens(move(self.video), move(self.audio))
 
 
 def _context_for_batch(context: torch.Tensor, batch: int, name: str) -> torch.Tensor:
@@ -115,12 +157,16 @@ def guided_velocity(
     *,
     video_clean: torch.Tensor | None = None,
     audio_clean: torch.Tensor | None = None,
+    references: ReferenceTokens | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(video velocity, audio velocity) after joint CFG. Always two passes: even at scale 1, neg + 1*(pos - neg)
-    equals pos only up to float rounding, so skipping the negative pass would change results."""
-    masks = {"video_clean": video_clean, "audio_clean": audio_clean}
-    pos_video, pos_audio = model(video, audio, t, positive.video, positive.audio, skip_layer=None, **masks)
-    neg_video, neg_audio = model(video, audio, t, negative.video, negative.audio, skip_layer=guidance.slg_layer, **masks)
+    equals pos only up to float rounding, so skipping the negative pass would change results.
+    references: given to both passes (see the module docstring)."""
+    held = {"video_clean": video_clean, "audio_clean": audio_clean}
+    if references is not None:
+        held.update(video_reference=references.video, audio_reference=references.audio)
+    pos_video, pos_audio = model(video, audio, t, positive.video, positive.audio, skip_layer=None, **held)
+    neg_video, neg_audio = model(video, audio, t, negative.video, negative.audio, skip_layer=guidance.slg_layer, **held)
     pos_video = _checked_output(pos_video, video, "video velocity (positive pass)")
     pos_audio = _checked_output(pos_audio, audio, "audio velocity (positive pass)")
     neg_video = _checked_output(neg_video, video, "video velocity (negative pass)")

@@ -3,6 +3,10 @@
 Per step i (as Ovi's OviFusionEngine.generate): check cancel; overwrite held frames/positions with their clean
 values; one positive and one negative model pass at timestep[i]; combine per modality; advance the video and the
 audio solver; report progress. After the last step the held entries are overwritten once more.
+
+Conditionings are keep-masks (samplers.conditioning) or reference tokens: any object with a
+`reference_tokens(video_shape, audio_shape)` method (guidance.ReferenceTokens, cameo.conditioning.CameoReference),
+whose clean latents both guidance passes receive at every step; at most one per clip.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from .conditioning import Conditioning, combine
 from .dpmpp import DPMPPSolver
 from .euler import EulerSolver
 from .guidance import (DEFAULT_AUDIO_GUIDANCE, DEFAULT_SLG_LAYER, DEFAULT_VIDEO_GUIDANCE, JointGuidance, JointModel,
-                       PromptContexts, guided_velocity)
+                       PromptContexts, ReferenceTokens, guided_velocity)
 from .schedules import FlowSolver
 from .unipc import UniPCSolver
 
@@ -101,6 +105,19 @@ def _check_lengths(video: torch.Tensor, audio: torch.Tensor, ratio: Fraction | f
         )
 
 
+def _split_references(conditioning) -> tuple[list | None, object | None]:
+    """(keep-mask conditionings or None, the one reference-token conditioning or None)."""
+    if conditioning is None:
+        return None, None
+    items = [conditioning] if not isinstance(conditioning, (list, tuple)) else list(conditioning)
+    references = [c for c in items if hasattr(c, "reference_tokens")]
+    if len(references) > 1:
+        raise InputValueError(f"conditioning: {len(references)} reference-token conditionings (cameos) given; "
+                              f"expected at most one per clip")
+    keep = [c for c in items if not hasattr(c, "reference_tokens")]
+    return keep or None, references[0] if references else None
+
+
 def sample(
     model: JointModel,
     video: torch.Tensor | Sequence[int],
@@ -128,6 +145,8 @@ def sample(
     `device` in `dtype` (see initial_noise; seed is unused for given tensors). The latent stays in that dtype
     between steps. positive/negative: text contexts per tower (PromptContexts.shared(emb) for one prompt).
     audio_per_video_frame: the model's temporal ratio for the length check (None skips it).
+    conditioning: keep-masks (FirstFrame, VideoFrames, AudioSpan, KeepMask) and at most one reference-token
+    conditioning (ReferenceTokens, CameoReference), in any order.
     progress(done, total) is called after each step with done = 1..total; cancel() is checked before each step
     and True raises GenerationInterrupted.
     """
@@ -143,11 +162,15 @@ def sample(
             raise InputValueError(f"{name}: got {type(contexts).__name__}, expected PromptContexts(video=..., audio=...)")
     positive = positive.for_batch(batch, "positive")
     negative = negative.for_batch(batch, "negative")
-    keep = combine(conditioning, video.shape, audio.shape)
+    keep_conditionings, reference = _split_references(conditioning)
+    keep = combine(keep_conditionings, video.shape, audio.shape)
     masks = {"video_clean": None, "audio_clean": None}
     if keep is not None:
         keep = keep.to(video.device, video.dtype)
         masks = {"video_clean": keep.video_mask, "audio_clean": keep.audio_mask}
+    references: ReferenceTokens | None = None
+    if reference is not None:
+        references = reference.reference_tokens(tuple(video.shape), tuple(audio.shape)).to(video.device, video.dtype)
 
     with torch.no_grad():
         for i in range(steps):
@@ -156,7 +179,8 @@ def sample(
             if keep is not None:
                 video, audio = keep.apply(video, audio)
             t = video_solver.timesteps[i].repeat(batch).to(video.device)
-            video_velocity, audio_velocity = guided_velocity(model, video, audio, t, positive, negative, guidance, **masks)
+            video_velocity, audio_velocity = guided_velocity(
+                model, video, audio, t, positive, negative, guidance, **masks, references=references)
             video = video_solver.step(video_velocity, i, video)
             audio = audio_solver.step(audio_velocity, i, audio)
             if progress is not None:

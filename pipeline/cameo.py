@@ -1,0 +1,182 @@
+"""Cameo pipeline blocks (one per node): create a profile, load a profile, apply a profile to a clip's latent.
+
+Likeness and voice reach the model in two ways (cameo.conditioning): as the clip's first frame, the supported
+path for Ovi weights, and as reference tokens outside the clip's timeline, experimental for Ovi weights (they
+never saw such tokens). Consent is checked by the caller's `consent_check`, before anything is conditioned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio.mmaudio_vae import encode_audio
+from ..cameo.conditioning import encode_pictures, first_frame_conditioning, reference_conditioning
+from ..cameo.profile import (Profile, check_encoders, encoder_identity, file_digest, new_profile, read_profile,
+                             save_profile)
+from ..cameo.reference_media import (VOICE_RATE, as_rgb_uint8, crop_side, limit_side, load_voice, pick_frames,
+                                     read_recording, square_crop, voiced_segment)
+from ..errors import CheckpointKindError, InputValueError
+from ..samplers.conditioning import FirstFrame
+from .types import Decoders, JointLatent, JointModel
+
+log = logging.getLogger(__name__)
+
+MODES = ("first_frame", "reference_tokens", "both")
+MAX_REFERENCE_SIZE = 256  # default cap on the side of a reference crop, in pixels
+MAX_STORED_SIDE = 1024  # stored frames are scaled down to this longer side
+ConsentCheck = Callable[[Profile], object]
+
+
+def _source_entry(kind: str, value) -> dict:
+    """What a profile was made from: a file's name and sha256, or the sha256 of in-memory data."""
+    if isinstance(value, (str, Path)):
+        return {"kind": kind, "name": Path(value).name, "sha256": file_digest(value)}
+    if isinstance(value, dict):  # a ComfyUI AUDIO dict
+        data = torch.as_tensor(value["waveform"], dtype=torch.float32).cpu().contiguous().numpy()
+    else:
+        data = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value))
+    return {"kind": kind, "name": None, "sha256": hashlib.sha256(data.tobytes()).hexdigest()}
+
+
+def _encoders(decoders: Decoders):
+    video_vae, audio_vae = decoders.video_vae, decoders.audio_vae
+    if video_vae is None or getattr(video_vae, "parts", "both") == "decoder":
+        raise InputValueError("decoders: no video VAE encoder is loaded; a cameo profile needs it to encode frames")
+    if audio_vae is None or not audio_vae.has_encoder:
+        raise InputValueError("decoders: no audio VAE encoder is loaded; a cameo profile needs it to encode the "
+                              "voice (load an audio VAE file that has the encoder.* weights)")
+    return video_vae, audio_vae
+
+
+def create_profile(decoders: Decoders, *, recording: str | Path | None = None, image=None, voice=None,
+                   name: str, out_dir: str | Path | None = None, family: str | None = None, max_frames: int = 2,
+                   reference_size: int | None = None, voice_seconds: tuple[float, float] = (1.0, 3.0)) -> Profile:
+    """A cameo profile from a recording (a video file with sound), or from an image plus a voice clip.
+
+    recording: a video file path. image: a file path, an RGB array or a ComfyUI IMAGE. voice: a sound (or video)
+    file path or a ComfyUI AUDIO dict; with a recording it replaces the recording's own sound.
+    Picks up to `max_frames` sharp frontal frames and the longest clean voice stretch of voice_seconds
+    (min, max) seconds, encodes the subject crops (reference_size² pixels; default: the crop's own size rounded
+    up to the DiT's 32-pixel grid, at most MAX_REFERENCE_SIZE) and the voice with the decoders' encoders, and
+    saves the profile under `out_dir` when given (see cameo.profile). family: the model family it is made for
+    (recorded in the manifest).
+    """
+    if (recording is None) == (image is None):
+        raise InputValueError("cameo source: give either recording=<video file with sound> or image=... with "
+                              "voice=...; found " + ("both" if recording is not None else "neither"))
+    video_vae, audio_vae = _encoders(decoders)
+    sources = []
+    if recording is not None:
+        media = read_recording(recording)
+        frames, times, sound = media.frames, media.times, media.voice
+        sources.append(_source_entry("recording", recording))
+    else:
+        frames, times, sound = as_rgb_uint8(image, "image")[None], np.zeros(1), None
+        sources.append(_source_entry("image", image))
+    if voice is not None:
+        sound = load_voice(voice)
+        sources.append(_source_entry("voice", voice))
+    if sound is None:
+        raise InputValueError(f"cameo source: {recording or 'the image'} comes without sound; pass voice=<a voice "
+                              f"clip> as well")
+
+    picks = pick_frames(frames, times, max_frames)
+    grid = video_vae.config.spatial_factor * 2  # the VAE's factor times the DiT's 2x2 patch (Ovi and default)
+    if reference_size is None:
+        side = crop_side(frames.shape[1:], picks[0].box)
+        reference_size = min(MAX_REFERENCE_SIZE, max(grid, math.ceil(side / grid) * grid))
+    if isinstance(reference_size, bool) or not isinstance(reference_size, int) or reference_size < grid \
+            or reference_size % grid:
+        raise InputValueError(f"reference_size={reference_size!r}: expected a multiple of {grid} pixels")
+    crops = np.stack([square_crop(frames[p.index], p.box, reference_size) for p in picks])
+    segment = voiced_segment(sound, *voice_seconds)
+
+    stored, entries = [], []
+    for p in picks:
+        small, scale = limit_side(frames[p.index], MAX_STORED_SIDE)
+        stored.append(small)
+        entries.append({"source_index": p.index, "time_s": round(p.time_s, 4), "sharpness": round(p.sharpness, 4),
+                        "detector": p.detector, "box": [round(v * scale) for v in p.box],
+                        "crop_size": reference_size})
+    voice_wave = torch.from_numpy(segment.waveform)
+    tensors = {
+        "frames": torch.from_numpy(np.stack(stored)),
+        "video_latents": encode_pictures(video_vae, crops),
+        "voice": voice_wave,
+        "audio_latents": encode_audio(audio_vae, voice_wave[None], VOICE_RATE)[0].float().cpu(),
+    }
+    profile = new_profile(
+        name, tensors, encoder=encoder_identity(video_vae, audio_vae, family), source={"inputs": sources},
+        frames=entries, voice={"start_s": round(segment.start / VOICE_RATE, 4),
+                               "end_s": round(segment.end / VOICE_RATE, 4), "sample_rate": VOICE_RATE})
+    return save_profile(profile, out_dir) if out_dir is not None else profile
+
+
+def _check_model(profile: Profile, model: JointModel) -> None:
+    """The profile's latents must have the channels the DiT takes, and crops its patch divides."""
+    cfg = model.dit.config
+    video, audio = profile.video_latents, profile.audio_latents
+    where = profile.path or profile.name
+    if video.shape[0] != cfg.video.in_dim or audio.shape[1] != cfg.audio.in_dim:
+        raise CheckpointKindError(
+            f"cameo profile {where}: latents with {video.shape[0]} video / {audio.shape[1]} audio channels, model "
+            f"{model.name} takes {cfg.video.in_dim} / {cfg.audio.in_dim}; re-create the profile with its VAEs")
+    _, ph, pw = cfg.video.patch_size
+    if video.shape[2] % ph or video.shape[3] % pw:
+        raise CheckpointKindError(f"cameo profile {where}: reference latents of {tuple(video.shape[2:])} do not "
+                                  f"divide into the model's {ph}x{pw} patches")
+
+
+def load_profile(path: str | Path, model: JointModel, decoders: Decoders) -> Profile:
+    """Read a profile folder (or its manifest.json), verify its tensors against the manifest, and check that it
+    was made by the encoders in `decoders` and fits `model`."""
+    profile = read_profile(path)
+    check_encoders(profile, decoders.video_vae, decoders.audio_vae, model.spec.family)
+    _check_model(profile, model)
+    return profile
+
+
+def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, profile: Profile, *,
+                mode: str = "first_frame", consent_check: ConsentCheck | None = None) -> JointLatent:
+    """The latent with the cameo's conditionings added (a new JointLatent; the input is not changed).
+
+    mode: "first_frame" (supported: the profile's best frame fitted to the clip, held as frame 0),
+    "reference_tokens" (EXPERIMENTAL with Ovi weights: face and voice latents as tokens outside the clip) or
+    "both". consent_check(profile) runs first; it refuses by raising (a False return is refused too), and then
+    nothing is conditioned.
+    """
+    if mode not in MODES:
+        raise InputValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+    if consent_check is not None and consent_check(profile) is False:
+        raise InputValueError(f"cameo {profile.name} ({profile.id[:12]}): the consent check refused this use")
+    _check_model(profile, model)
+    uses_tokens = mode in ("reference_tokens", "both")
+    if uses_tokens:
+        check_encoders(profile, decoders.video_vae, decoders.audio_vae, model.spec.family)
+        held = [c for c in latent.conditionings if hasattr(c, "reference_tokens")]
+        if held:
+            raise InputValueError(f"latent: already carries reference tokens ({getattr(held[0], 'profile_id', '?')}"
+                                  f"); one cameo's reference tokens per clip")
+        if model.spec.family.startswith("ovi"):
+            log.warning("cameo %s: reference tokens are EXPERIMENTAL with %s weights (never trained with them); "
+                        "mode='first_frame' is the supported path", profile.name, model.spec.family)
+    added = []
+    if mode in ("first_frame", "both"):
+        if decoders.video_vae is None:
+            raise InputValueError("decoders: no video VAE is loaded; the cameo's first frame needs its encoder")
+        if any(isinstance(c, FirstFrame) for c in latent.conditionings):
+            log.warning("cameo %s: its frame replaces the first frame this latent already holds", profile.name)
+        factor = decoders.video_vae.config.spatial_factor
+        height, width = latent.video.shape[3] * factor, latent.video.shape[4] * factor
+        added.append(first_frame_conditioning(profile, decoders.video_vae, height, width))
+    if uses_tokens:
+        added.append(reference_conditioning(profile))
+    return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added])
