@@ -81,7 +81,11 @@ def encoder_fingerprint(vae: torch.nn.Module) -> str:
     for stat in ("latent_mean", "latent_std"):
         if getattr(config, stat, None) is not None:
             state[f"config.{stat}"] = torch.tensor(getattr(config, stat), dtype=torch.float64)
-    version = tuple((k, v.data_ptr(), v._version) for k, v in state.items() if not k.startswith("config."))
+    weights = [(k, v) for k, v in state.items() if not k.startswith("config.")]
+    if any(v.is_inference() for _, v in weights):
+        # Tensors made under inference_mode (ComfyUI runs nodes so) have no version counter to cache on.
+        return digest_tensors(state)
+    version = tuple((k, v.data_ptr(), v._version) for k, v in weights)
     cached = _FINGERPRINTS.get(vae)
     if cached is None or cached[0] != version:
         cached = (version, digest_tensors(state))

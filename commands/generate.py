@@ -42,6 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--weight-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "fp8_e4m3fn"])
     p.add_argument("--attention", default="auto", help="attention backend: auto, sdpa, math, xformers, flash, sage")
+    p.add_argument("--cameo", metavar="PROFILE_DIR",
+                   help="a cameo profile folder ('jointav cameo create'); its consent record must grant this "
+                        "machine's operator key ('jointav cameo grant'), and the use is logged")
+    p.add_argument("--cameo-mode", default="first_frame", choices=["first_frame", "reference_tokens", "both"],
+                   help="how the cameo conditions the clip: its frame as the first frame (supported), reference "
+                        "tokens (EXPERIMENTAL with Ovi weights), or both")
     p.set_defaults(func=run)
 
 
@@ -59,7 +65,8 @@ def run(args) -> int:
         duration=args.duration, height=height, width=width, steps=args.steps, solver=args.solver, shift=args.shift,
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
-        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention)
+        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, cameo=args.cameo,
+        cameo_mode=args.cameo_mode)
     start = time.perf_counter()
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)
 
@@ -78,4 +85,10 @@ def run(args) -> int:
     seconds = clip.frames.shape[0] / clip.fps
     print(f"wrote {mp4} ({clip.frames.shape[0]} frames, {clip.frames.shape[2]}x{clip.frames.shape[1]} @ {clip.fps:g} fps, "
           f"{seconds:.2f} s) and {wav} ({clip.audio['sample_rate']} Hz) in {time.perf_counter() - start:.1f} s")
+    if clip.provenance.get("consent_sha256"):
+        from ..cameo.usage_log import default_log_path
+
+        print(f"cameo profile {clip.provenance['cameo_profile_id']} used under consent record sha256 "
+              f"{clip.provenance['consent_sha256']} by operator {clip.provenance['cameo_operator']}; "
+              f"use logged in {default_log_path()}")
     return 0

@@ -5,6 +5,7 @@ The root `__init__.py` hands ComfyUI `JointAVExtension` through `comfy_entrypoin
 
 from comfy_api.latest import ComfyExtension, io
 
+from .cameo import ApplyCameo, CreateProfile, LoadProfile, register_cameo_folder
 from .decode import DecodeAudio, DecodeVideo
 from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
 from .loaders import LoadDecoders, LoadModel, register_audio_folder
@@ -15,11 +16,12 @@ from .video import ToVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
-    ToVideo, SplitLatent, SaveVideo, Verify,
+    ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo,
 ]
 
 
 class JointAVExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         register_audio_folder()  # before any schema lists the folder's files
+        register_cameo_folder()
         return NODES

@@ -2,7 +2,8 @@
 
 Core Save Video writes whatever VIDEO it gets; this node writes the clip itself so that the frames are
 watermarked before encoding and the finished MP4 is signed with what made it (model, prompt, seed,
-settings, recorded on the latent by the sampler).
+settings, recorded on the latent by the sampler; for a cameo clip the profile id and the consent record's
+hash, after which the use is appended to the cameo usage log with the file's hash).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import folder_paths
 from comfy_api.latest import io, ui
 
+from ..pipeline.cameo import cameo_provenance, log_cameo_use
 from ..pipeline.generate import provenance_info, write_signed_mp4
 from ..provenance import verify_file
 from .failures import node_errors
@@ -29,7 +31,8 @@ class SaveVideo(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Writes an MP4 (H.264 High, AAC) with a watermark in the frames and a signed C2PA manifest "
-                        "recording the model, prompt, seed and sampler settings.",
+                        "recording the model, prompt, seed and sampler settings, and for a cameo clip the profile id "
+                        "and the consent record's hash (the use is added to the cameo usage log).",
             inputs=[
                 JointAVLatent.Input("latent", tooltip="The sampled latent: its frame rate and what made it."),
                 io.Image.Input("images"),
@@ -50,9 +53,10 @@ class SaveVideo(io.ComfyNode):
             if not latent.provenance:
                 raise ValueError("latent: it was not made by JointAV Sampler, so there is nothing to record; "
                                  "connect the sampler's output")
-            info = provenance_info(latent.provenance)
-            write_signed_mp4(os.path.join(folder, file), images.cpu(), latent.fps,
-                             one_track(audio) if audio is not None else None, info)
+            provenance = {**latent.provenance, **cameo_provenance(latent)}
+            path = write_signed_mp4(os.path.join(folder, file), images.cpu(), latent.fps,
+                                    one_track(audio) if audio is not None else None, provenance_info(provenance))
+            log_cameo_use(provenance, path)
         return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 

@@ -10,5 +10,6 @@ JointAVModel = io.Custom("JOINTAV_MODEL")  # pipeline.types.JointModel
 JointAVDecoders = io.Custom("JOINTAV_DECODERS")  # pipeline.types.Decoders
 JointAVConditioning = io.Custom("JOINTAV_CONDITIONING")  # pipeline.types.JointConditioning
 JointAVLatent = io.Custom("JOINTAV_LATENT")  # pipeline.types.JointLatent
+JointAVCameo = io.Custom("JOINTAV_CAMEO")  # cameo.profile.Profile
 
 CATEGORY = "JointAV"

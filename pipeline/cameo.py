@@ -2,7 +2,10 @@
 
 Likeness and voice reach the model in two ways (cameo.conditioning): as the clip's first frame, the supported
 path for Ovi weights, and as reference tokens outside the clip's timeline, experimental for Ovi weights (they
-never saw such tokens). Consent is checked by the caller's `consent_check`, before anything is conditioned.
+never saw such tokens). Consent is checked by the caller's `consent_check` (cameo.consent_gate), before anything
+is conditioned; the decision rides on the latent as a `CameoUse` so that the clip's C2PA manifest records the
+consent record's hash and the profile id, and `log_cameo_use` appends the use to the usage log once the file
+is written.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +23,14 @@ import torch
 
 from ..audio.mmaudio_vae import encode_audio
 from ..cameo.conditioning import encode_pictures, first_frame_conditioning, reference_conditioning
+from ..cameo.consent import ConsentDecision
 from ..cameo.profile import (Profile, check_encoders, encoder_identity, file_digest, new_profile, read_profile,
                              save_profile)
 from ..cameo.reference_media import (VOICE_RATE, as_rgb_uint8, crop_side, limit_side, load_voice, pick_frames,
                                      read_recording, square_crop, voiced_segment)
+from ..cameo.usage_log import append_use, sha256_file
 from ..errors import CheckpointKindError, InputValueError
-from ..samplers.conditioning import FirstFrame
+from ..samplers.conditioning import FirstFrame, KeepMask
 from .types import Decoders, JointLatent, JointModel
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,29 @@ MODES = ("first_frame", "reference_tokens", "both")
 MAX_REFERENCE_SIZE = 256  # default cap on the side of a reference crop, in pixels
 MAX_STORED_SIDE = 1024  # stored frames are scaled down to this longer side
 ConsentCheck = Callable[[Profile], object]
+
+
+@dataclass(frozen=True)
+class CameoUse:
+    """That a clip is made with a cameo profile under a consent decision (`consent_check`'s ConsentDecision).
+
+    It travels in the latent's conditionings, holding nothing (an empty keep-mask), because sampling starts a
+    new provenance record but keeps the conditionings: writers read it back from the sampled latent with
+    `cameo_provenance`.
+    """
+
+    profile_id: str
+    consent_sha256: str
+    operator: str
+    mode: str
+
+    def keep_mask(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]) -> KeepMask:
+        return KeepMask()
+
+    def provenance(self) -> dict:
+        """The keys `pipeline.generate.provenance_info` turns into the manifest's cameo entry."""
+        return {"cameo_profile_id": self.profile_id, "consent_sha256": self.consent_sha256,
+                "cameo_operator": self.operator, "cameo_mode": self.mode}
 
 
 def _source_entry(kind: str, value) -> dict:
@@ -151,12 +180,26 @@ def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, prof
     mode: "first_frame" (supported: the profile's best frame fitted to the clip, held as frame 0),
     "reference_tokens" (EXPERIMENTAL with Ovi weights: face and voice latents as tokens outside the clip) or
     "both". consent_check(profile) runs first; it refuses by raising (a False return is refused too), and then
-    nothing is conditioned.
+    nothing is conditioned. When it returns a ConsentDecision (cameo.consent_gate.consent_check_for), the
+    decision is recorded on the latent (a CameoUse, and the same keys in `provenance`) for the clip's manifest
+    and the usage log; one cameo per clip.
     """
     if mode not in MODES:
         raise InputValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
-    if consent_check is not None and consent_check(profile) is False:
+    decision = consent_check(profile) if consent_check is not None else None
+    if decision is False:
         raise InputValueError(f"cameo {profile.name} ({profile.id[:12]}): the consent check refused this use")
+    use = None
+    if isinstance(decision, ConsentDecision):
+        if decision.profile_id != profile.id:
+            raise InputValueError(f"cameo {profile.name}: the consent decision is for profile {decision.profile_id}, "
+                                  f"not {profile.id}")
+        use = CameoUse(profile_id=profile.id, consent_sha256=decision.record_sha256, operator=decision.operator,
+                       mode=mode)
+    held_use = next((c for c in latent.conditionings if isinstance(c, CameoUse)), None)
+    if held_use is not None:
+        raise InputValueError(f"latent: already made with cameo {held_use.profile_id[:12]}; one cameo per clip (its "
+                              f"manifest records one consent)")
     _check_model(profile, model)
     uses_tokens = mode in ("reference_tokens", "both")
     if uses_tokens:
@@ -179,4 +222,22 @@ def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, prof
         added.append(first_frame_conditioning(profile, decoders.video_vae, height, width))
     if uses_tokens:
         added.append(reference_conditioning(profile))
-    return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added])
+    if use is None:
+        return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added])
+    return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added, use],
+                               provenance={**latent.provenance, **use.provenance()})
+
+
+def cameo_provenance(latent: JointLatent) -> dict:
+    """The cameo keys of a clip's provenance (profile id, consent record hash, operator, mode); {} without one."""
+    use = next((c for c in latent.conditionings if isinstance(c, CameoUse)), None)
+    return use.provenance() if use is not None else {}
+
+
+def log_cameo_use(provenance: dict, output: str | Path, log_path: str | Path | None = None) -> dict | None:
+    """Append a written cameo clip to the usage log (default: usage_log.default_log_path()): profile id,
+    operator, consent record hash and the finished file's sha256. None for a clip without a cameo."""
+    if not provenance.get("consent_sha256"):
+        return None
+    return append_use(log_path, profile_id=provenance["cameo_profile_id"], operator=provenance["cameo_operator"],
+                      consent_sha256=provenance["consent_sha256"], output_sha256=sha256_file(output))

@@ -13,9 +13,11 @@ import torch
 
 from ..audio.io import write_audio
 from ..audio.mp4 import write_mp4
+from ..cameo.consent_gate import consent_check_for
 from ..errors import CheckpointFileError, InputValueError
 from ..provenance import ProvenanceInfo, embed_watermark, local_watermark_key, sign_output
 from . import api
+from .cameo import apply_cameo, cameo_provenance, load_profile, log_cameo_use
 
 
 @dataclass
@@ -44,6 +46,8 @@ class GenerationRequest:
     device: str | None = None
     weight_dtype: str = "auto"
     attention_backend: str = "auto"
+    cameo: str | None = None  # a cameo profile folder: its consent must grant this machine's operator key
+    cameo_mode: str = "first_frame"  # pipeline.cameo.MODES; reference tokens are experimental with Ovi weights
 
 
 @dataclass
@@ -83,12 +87,15 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
     else:
         height, width = (req.height, req.width) if req.height and req.width else spec.resolutions[0]
         latent = api.empty_latent(model, duration, height, width)
+    if req.cameo is not None:
+        profile = load_profile(req.cameo, model, decoders)
+        latent = apply_cameo(model, decoders, latent, profile, mode=req.cameo_mode, consent_check=consent_check_for())
     latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
                         solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
                         audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)
     frames = api.decode_video(decoders, latent)
     audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
-    provenance = dict(latent.provenance, duration=duration, image=req.image)
+    provenance = dict(latent.provenance, **cameo_provenance(latent), duration=duration, image=req.image)
     return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name,
                          provenance=provenance)
 
@@ -100,11 +107,14 @@ def clip_id_for(provenance: dict) -> int:
 
 
 def provenance_info(provenance: dict) -> ProvenanceInfo:
-    """The manifest content for a clip, from the record sampling leaves on the latent (plus anything added)."""
-    core = ("model", "prompt", "seed", "sampler")
+    """The manifest content for a clip, from the record sampling leaves on the latent (plus anything added; a
+    cameo clip's profile id and consent record hash, from pipeline.cameo.cameo_provenance, get their own fields)."""
+    core = ("model", "prompt", "seed", "sampler", "cameo_profile_id", "consent_sha256")
     extra = {k: v for k, v in provenance.items() if k not in core and v is not None}
     return ProvenanceInfo(model=provenance["model"], prompt=provenance["prompt"], seed=int(provenance["seed"]),
-                          sampler=dict(provenance.get("sampler", {})), clip_id=clip_id_for(provenance), extra=extra)
+                          sampler=dict(provenance.get("sampler", {})), clip_id=clip_id_for(provenance),
+                          consent_sha256=provenance.get("consent_sha256"),
+                          cameo_profile_id=provenance.get("cameo_profile_id"), extra=extra)
 
 
 def write_signed_mp4(out: str | Path, frames: torch.Tensor, fps: float, audio: dict | None,
@@ -123,11 +133,13 @@ def write_signed_mp4(out: str | Path, frames: torch.Tensor, fps: float, audio: d
 
 def write_clip(clip: GeneratedClip, out: str | Path) -> tuple[Path, Path]:
     """The MP4 at `out` and a WAV of the same sound beside it, both carrying provenance: the frames a keyed
-    watermark, each file a signed C2PA manifest (model, prompt, seed, settings)."""
+    watermark, each file a signed C2PA manifest (model, prompt, seed, settings; cameo and consent). A cameo clip's
+    use is appended to the usage log with the finished MP4's hash."""
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputValueError(f"--out {out}: expected a file name ending in .mp4")
     info = provenance_info(clip.provenance)
     mp4 = write_signed_mp4(out, clip.frames, clip.fps, clip.audio, info)
     wav = sign_output(write_audio(out.with_suffix(".wav"), clip.audio), info)
+    log_cameo_use(clip.provenance, mp4)
     return mp4, wav

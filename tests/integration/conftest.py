@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-JointAV"
 EXAMPLE_IMAGE = "example.png"  # the name core ComfyUI ships in input/, which the image workflow loads
 WRONG_KIND = "not_a_dit.safetensors"  # a valid safetensors file of another model, in diffusion_models
-DEPENDENCY_IMPORTS = ["numpy", "safetensors", "av", "soundfile", "soxr", "tqdm", "cryptography", "c2pa"]
+DEPENDENCY_IMPORTS = ["numpy", "safetensors", "av", "soundfile", "soxr", "tqdm", "cryptography", "c2pa", "cv2"]
 
 
 def _write_png(path: Path, width: int = 96, height: int = 80) -> None:

@@ -27,6 +27,10 @@ EXPECTED = {
     "JointAVSplitLatent": (["latent"], [], ["LATENT", "FLOAT"]),
     "JointAVSaveVideo": (["latent", "images", "filename_prefix"], ["audio"], []),
     "JointAVVerify": (["path"], [], ["BOOLEAN", "STRING"]),
+    "JointAVCameoCreateProfile": (["decoders", "name", "recording", "max_frames"], ["image", "voice"],
+                                  ["JOINTAV_CAMEO", "IMAGE", "AUDIO"]),
+    "JointAVCameoLoadProfile": (["profile", "model", "decoders"], [], ["JOINTAV_CAMEO", "IMAGE", "STRING"]),
+    "JointAVApplyCameo": (["model", "decoders", "latent", "cameo", "mode"], [], ["JOINTAV_LATENT"]),
 }
 
 

@@ -1,0 +1,256 @@
+"""Cameo end to end on the embedded default model: a person's recording becomes a profile, the person grants this
+machine's operator key, `jointav generate --cameo` makes a clip whose manifest records the consent, and each use
+is logged. Every refusal of the consent gate, and the binding of a record to exactly one profile."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+from safetensors.torch import load_file, save_file
+
+from jointav.audio.mp4 import write_mp4
+from jointav.cameo.consent import (ConsentExpiredError, ConsentMissingError, ConsentNotGrantedError,
+                                   ConsentRevokedError, ConsentTamperedError, load_consent)
+from jointav.cameo.consent_gate import consent_check_for, grant_for_profile
+from jointav.cameo.keys import (default_operator_key_path, fingerprint, generate_key, operator_key, public_path_for,
+                               save_key)
+from jointav.cameo.profile import (MANIFEST_NAME, TENSORS_NAME, digest_tensors, file_digest, read_profile,
+                                   set_consent_record)
+from jointav.cameo.usage_log import default_log_path, sha256_file, verify_chain
+from jointav.cli import main
+from jointav.errors import InputValueError
+from jointav.pipeline import api
+from jointav.pipeline.cameo import apply_cameo, cameo_provenance
+from jointav.pipeline.generate import provenance_info
+from jointav.provenance import verify_file
+from jointav.toyworld import SceneSpec, render_clip
+
+NAME = "Blue Character"
+FAST = ["--steps", "2", "--duration", "1s", "--size", "64x64"]
+
+
+@pytest.fixture(scope="module")
+def toy_clip():
+    return render_clip(SceneSpec(kind="speak", colour="blue", shape="character", count=3, background="black",
+                                 voice="high"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory, toy_clip):
+    """The person's recording: a toy-world character speaking, as an MP4 with sound."""
+    return write_mp4(tmp_path_factory.mktemp("rec") / "character.mp4", toy_clip.frames, toy_clip.fps,
+                     toy_clip.audio, toy_clip.sample_rate)
+
+
+@pytest.fixture(scope="module")
+def subject_key(tmp_path_factory):
+    path = tmp_path_factory.mktemp("subject") / "subject.key"
+    assert main(["cameo", "keygen", "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def operator():
+    """This machine's operator key (the test session's, from $JOINTAV_OPERATOR_KEY)."""
+    return operator_key()
+
+
+@pytest.fixture(scope="module")
+def granted(tmp_path_factory, recording, subject_key, operator):
+    """A profile made by `jointav cameo create` and granted to the operator by `jointav cameo grant --profile`."""
+    out = tmp_path_factory.mktemp("cameos")
+    assert main(["cameo", "create", "--recording", str(recording), "--name", NAME, "--out", str(out)]) == 0
+    (folder,) = out.iterdir()
+    operator_pem = tmp_path_factory.mktemp("operator") / "operator.pub.pem"
+    shutil.copy(public_path_for(default_operator_key_path()), operator_pem)
+    assert main(["cameo", "grant", "--subject-key", str(subject_key), "--subject-id", "blue", "--profile",
+                 str(folder), "--operator-key", str(operator_pem), "--days", "30"]) == 0
+    return read_profile(folder)
+
+
+def copy_profile(profile, tmp_path, name="copy"):
+    return read_profile(shutil.copytree(profile.path, tmp_path / name))
+
+
+def log_entries() -> list[dict]:
+    path = default_log_path()
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_create_grant_generate_and_verify_through_the_command_line(granted, operator, tmp_path, capsys):
+    record = load_consent(granted.path / granted.consent["file"])
+    assert granted.consent["file"] == "consent.json" and granted.consent["sha256"] == file_digest(
+        granted.path / "consent.json")
+    # the reconciled identity: the record names the profile by its id, and the id is the digest of its tensors
+    assert record.grant.profile_id == record.grant.profile_sha256 == granted.id == digest_tensors(granted.tensors)
+
+    before = log_entries()
+    outputs = [tmp_path / "a.mp4", tmp_path / "b.mp4"]
+    for seed, out in enumerate(outputs):
+        assert main(["generate", "--prompt", "a blue character speaks three syllables in a high voice", "--seed",
+                     str(seed), *FAST, "--cameo", str(granted.path), "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    assert main(["verify", str(outputs[0])]) == 0
+    text = capsys.readouterr().out
+    assert f"cameo:       profile {granted.id}, consent record sha256 {record.record_sha256}" in text, text
+    for out in outputs:
+        report = verify_file(out)
+        assert report.valid, report.text()
+        assert report.generation["cameo"] == {"profile_id": granted.id, "consent_sha256": record.record_sha256}
+        assert report.generation["extra"]["cameo_operator"] == fingerprint(operator)
+        assert verify_file(out.with_suffix(".wav")).generation["cameo"]["profile_id"] == granted.id
+
+    # one entry per use, after the file was written: it names the finished MP4 by its hash
+    new = log_entries()[len(before):]
+    assert [(e["profile_id"], e["operator"], e["consent_sha256"], e["output_sha256"]) for e in new] == [
+        (granted.id, fingerprint(operator), record.record_sha256, sha256_file(out)) for out in outputs]
+    assert verify_chain().entries == len(before) + 2
+
+
+def test_a_clip_without_a_cameo_records_none_and_logs_nothing(tmp_path):
+    before = log_entries()
+    out = tmp_path / "plain.mp4"
+    assert main(["generate", "--prompt", "a red ball bounces twice on the left", *FAST, "--out", str(out)]) == 0
+    assert "cameo" not in verify_file(out).generation
+    assert log_entries() == before
+
+
+def test_an_image_and_a_wav_make_a_profile_through_the_command_line(tmp_path, toy_clip, capsys):
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), cv2.cvtColor(toy_clip.frames[6], cv2.COLOR_RGB2BGR))
+    sf.write(tmp_path / "voice.wav", toy_clip.audio, toy_clip.sample_rate)
+    assert main(["cameo", "create", "--image", str(image), "--voice", str(tmp_path / "voice.wav"), "--name", "Pic",
+                 "--out", str(tmp_path / "cameos")]) == 0
+    (folder,) = (tmp_path / "cameos").iterdir()
+    profile = read_profile(folder)
+    assert profile.frames.shape[0] == 1 and np.array_equal(profile.frames[0].numpy(), toy_clip.frames[6])
+    assert [s["kind"] for s in profile.manifest["source"]["inputs"]] == ["image", "voice"]
+    assert profile.id in capsys.readouterr().out
+
+    assert main(["cameo", "create", "--image", str(image), "--name", "Pic", "--out", str(tmp_path / "x")]) == 2
+    assert "--image needs --voice" in capsys.readouterr().err
+
+
+def test_a_record_binds_to_exactly_the_profile_it_was_granted_for(granted, operator, tmp_path, toy_clip):
+    gate = consent_check_for()
+    decision = gate(granted)
+    assert decision.profile_id == granted.id and decision.operator == fingerprint(operator)
+
+    # profile B (another picture of the same character) with A's record copied in
+    image = tmp_path / "b.png"
+    cv2.imwrite(str(image), cv2.cvtColor(toy_clip.frames[12], cv2.COLOR_RGB2BGR))
+    sf.write(tmp_path / "b.wav", toy_clip.audio, toy_clip.sample_rate)
+    assert main(["cameo", "create", "--image", str(image), "--voice", str(tmp_path / "b.wav"), "--name", NAME,
+                 "--out", str(tmp_path / "b")]) == 0
+    (b_folder,) = (tmp_path / "b").iterdir()
+    b = set_consent_record(read_profile(b_folder), shutil.copy(granted.path / "consent.json", b_folder))
+    assert b.id != granted.id
+    with pytest.raises(ConsentTamperedError, match=f"is for profile '{granted.id}', not '{b.id}'"):
+        gate(b)
+
+    # A with one tensor changed in memory: the manifest still carries A's id, the tensors do not hash to it
+    changed = dataclasses.replace(granted, tensors={**granted.tensors, "voice": granted.voice + 1e-3})
+    with pytest.raises(ConsentTamperedError, match="tensors were changed"):
+        gate(changed)
+
+    # A with one tensor changed on disk and its manifest re-hashed to match (so the profile itself loads)
+    copy = copy_profile(granted, tmp_path)
+    tensors = load_file(str(copy.path / TENSORS_NAME))
+    tensors["video_latents"][0, 0, 0, 0] += 1.0
+    save_file(tensors, str(copy.path / TENSORS_NAME))
+    manifest = json.loads((copy.path / MANIFEST_NAME).read_text())
+    manifest["profile_id"] = digest_tensors(tensors)
+    (copy.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ConsentTamperedError, match=r"refused \(consent record tampered with or for another"):
+        gate(read_profile(copy.path))
+
+    # and no one can sign consent for a profile whose tensors do not match its id
+    with pytest.raises(InputValueError, match="modified or damaged"):
+        grant_for_profile(changed, generate_key(), subject_id="x", operators=[operator.public_key()],
+                          valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+
+
+def test_missing_consent_is_refused_naming_the_profile_and_where_it_looked(granted, operator, tmp_path):
+    copy = copy_profile(granted, tmp_path)
+    manifest = json.loads((copy.path / MANIFEST_NAME).read_text())
+    manifest["consent"] = {"file": None, "sha256": None}
+    (copy.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ConsentMissingError) as e:
+        consent_check_for()(copy)
+    message = str(e.value)
+    assert message.startswith(f"cameo '{NAME}' ({granted.id[:12]}) refused (no consent record) for operator "
+                              f"{fingerprint(operator)}")  # the fingerprint the person has to grant
+    assert str(copy.path / MANIFEST_NAME) in message and "jointav cameo grant --profile" in message
+
+    manifest["consent"] = {"file": "consent-2027.json", "sha256": None}
+    (copy.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ConsentMissingError, match=f"{copy.path / 'consent-2027.json'} does not exist"):
+        consent_check_for()(copy)
+    unsaved = dataclasses.replace(granted, path=None)
+    with pytest.raises(ConsentMissingError, match="not saved in a folder"):
+        consent_check_for()(unsaved)
+
+
+def test_expired_consent_is_refused(granted):
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=31)
+    with pytest.raises(ConsentExpiredError, match=r"refused \(consent expired or not yet valid\) for .*expired at"):
+        consent_check_for(now=later)(granted)
+
+
+def test_revoked_consent_is_refused_and_generation_stops(granted, subject_key, tmp_path, capsys):
+    copy = copy_profile(granted, tmp_path)
+    assert main(["cameo", "revoke", str(copy.path), "--subject-key", str(subject_key), "--reason", "no more"]) == 0
+    with pytest.raises(ConsentRevokedError, match=r"refused \(consent revoked\) for .*revoked the whole grant") as e:
+        consent_check_for()(copy)
+    assert str(e.value).endswith("(no more)")  # the person's reason
+    assert read_profile(copy.path).consent["sha256"] == file_digest(copy.path / "consent.json")  # slot kept current
+
+    before = log_entries()
+    capsys.readouterr()
+    out = tmp_path / "refused.mp4"
+    assert main(["generate", "--prompt", "a blue character speaks", *FAST, "--cameo", str(copy.path),
+                 "--out", str(out)]) == 2
+    assert "refused (consent revoked)" in capsys.readouterr().err
+    assert not out.exists() and log_entries() == before
+
+
+def test_a_record_edited_after_signing_is_refused_as_tampered(granted, tmp_path):
+    copy = copy_profile(granted, tmp_path)
+    data = json.loads((copy.path / "consent.json").read_text())
+    data["grant"]["valid_until"] = "2099-01-01T00:00:00Z"
+    (copy.path / "consent.json").write_text(json.dumps(data))
+    with pytest.raises(ConsentTamperedError, match="signature does not verify"):
+        consent_check_for()(copy)
+
+
+def test_another_operator_is_refused_naming_both_keys(granted, operator, tmp_path):
+    other_path = tmp_path / "other.key"
+    other = generate_key()
+    save_key(other, other_path)
+    with pytest.raises(ConsentNotGrantedError) as e:
+        consent_check_for(other_path)(granted)
+    message = str(e.value)
+    assert "refused (consent not granted to this operator)" in message
+    assert fingerprint(other) in message and fingerprint(operator) in message
+
+
+def test_one_cameo_per_clip_and_its_consent_survives_sampling(granted):
+    model, decoders = api.load_joint_model(device="cpu"), api.load_decoders(device="cpu")
+    latent = api.empty_latent(model, "1s", 64, 64)
+    applied = apply_cameo(model, decoders, latent, granted, consent_check=consent_check_for())
+    assert applied.provenance["cameo_profile_id"] == granted.id
+    with pytest.raises(InputValueError, match="one cameo per clip"):
+        apply_cameo(model, decoders, applied, granted, consent_check=consent_check_for())
+
+    sampled = api.sample(model, api.encode_prompt(model, "a blue character speaks"), applied, steps=1)
+    info = provenance_info({**sampled.provenance, **cameo_provenance(sampled)})
+    assert info.cameo_profile_id == granted.id
+    assert info.consent_sha256 == load_consent(granted.path / "consent.json").record_sha256
