@@ -7,6 +7,7 @@ from fractions import Fraction
 import torch
 from comfy_api.latest import InputImpl, Types, io
 
+from ..pipeline.cameo import cameo_provenance
 from .types import CATEGORY, JointAVLatent
 
 
@@ -38,6 +39,10 @@ class ToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, images, audio=None) -> io.NodeOutput:
+        if cameo_provenance(latent):
+            # core Save Video would write it unsigned and unlogged; a cameo's use must be on record
+            raise ValueError(f"{cls.NAME} (input latent): this clip carries a cameo; save it with JointAV Save Video "
+                             f"so its manifest records the consent and the use is logged")
         frame_rate = Fraction(float(latent.fps)).limit_denominator(1001)
         components = Types.VideoComponents(images=images, frame_rate=frame_rate,
                                            audio=one_track(audio) if audio is not None else None)

@@ -156,3 +156,28 @@ def test_an_unknown_profile_is_refused_at_validation(comfy):
     assert status == 400, reply
     details = json.dumps(reply["node_errors"]["20"])
     assert "JointAV Cameo Load Profile" in details and "nobody-000000000000" in details
+
+
+def test_a_cameo_clip_cannot_leave_through_the_unsigned_path(comfy, recording):
+    """Core Save Video would write a cameo clip without its consent record or a usage-log entry: To Video refuses."""
+    before = set(profile_folders(comfy))
+    comfy.run(cameo_graph(5, create_source(), "it_cameo/unsigned_setup"))  # creates the profile (refused: no grant)
+    created = set(profile_folders(comfy)) - before
+    folder = created.pop() if created else profile_folders(comfy)[-1]
+    grant(folder)
+    source = {"class_type": "JointAVCameoLoadProfile", "inputs": {"profile": folder.name}}
+    prompt = variant(api_workflow("jointav_default_text_to_av"), seed=6, prefix="it_cameo/unsigned",
+                     JointAVEmptyLatent={"duration": "1s"}, JointAVSampler={"steps": 2})
+    model, decoders = node_id_of(prompt, "JointAVLoadModel"), node_id_of(prompt, "JointAVLoadDecoders")
+    sampler = inputs_of(prompt, "JointAVSampler")
+    prompt["20"] = {"class_type": "JointAVCameoLoadProfile",
+                    "inputs": {**source["inputs"], "model": [model, 0], "decoders": [decoders, 0]}}
+    prompt["21"] = {"class_type": "JointAVApplyCameo", "inputs": {"model": [model, 0], "decoders": [decoders, 0],
+                                                                  "latent": sampler["latent"], "cameo": ["20", 0],
+                                                                  "mode": "first_frame"}}
+    sampler["latent"] = ["21", 0]
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "error"
+    error = status_message(entry, "execution_error")
+    assert error["node_type"] == "JointAVToVideo", error
+    assert "save it with JointAV Save Video" in error["exception_message"]
