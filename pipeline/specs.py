@@ -37,7 +37,7 @@ DEFAULT_SPEC = ModelSpec(
     family="jointav-default", fps=DEFAULT_FPS,
     durations=(DurationPreset("2s", 25), DurationPreset("1s", 13), DurationPreset("3s", 37)),
     resolutions=((64, 64), (64, 96), (96, 64), (128, 128)),
-    caption_style=AudioCaptionStyle.TAGS, text_encoder="embedded",
+    caption_style=AudioCaptionStyle.TAGS, text_encoder="embedded", video_latent_channels=16, vae_space_factor=8,
     audio_per_video_frame=Fraction(4 * 16000, 512) / Fraction(DEFAULT_FPS).limit_denominator(),
     default_skip_layer=1,
     default_steps=24,

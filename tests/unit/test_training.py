@@ -1,0 +1,85 @@
+"""Training of the default model: resuming from a checkpoint gives the same weights as not stopping, and the
+stages chain into a bundle that the pipeline loads and samples from. Toy sizes: a few steps each."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from jointav.pipeline import api
+from jointav.pipeline.default_model import load_bundle
+from jointav.pipeline.types import Decoders
+from jointav.toyworld import sample_spec
+from jointav.training import stages
+from jointav.training.data import step_rng
+from jointav.training.loop import checkpoint_path
+
+
+def _saved(workdir, name):
+    return torch.load(checkpoint_path(workdir, name), weights_only=True)
+
+
+def _assert_same_run(a, b):
+    assert a["step"] == b["step"]
+    for part in ("model", "ema"):
+        if a[part] is None:
+            assert b[part] is None
+            continue
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs after resume"
+    assert [r["loss"] for r in a["curve"]] == [r["loss"] for r in b["curve"]]
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+
+
+def _fake_latents(workdir, n=6):
+    """A tiny encoded set with the real shapes (the DiT stage only reads this file)."""
+    z = stages.default_configs()["video_vae"]["z_dim"]
+    gen = torch.Generator().manual_seed(0)
+    specs = [dataclasses.asdict(sample_spec(step_rng(0, i), "train")) for i in range(n)]
+    torch.save({"video": torch.randn(n, z, 7, 4, 4, generator=gen), "audio": torch.randn(n, 63, 20, generator=gen),
+                "specs": specs}, workdir / "latents-0-of-1.pt")
+
+
+@pytest.mark.parametrize("stage", ["audio_vae", "dit"])
+def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
+    torch.set_num_threads(1)
+    one, split = tmp_path / "one", tmp_path / "split"
+    for d in (one, split):
+        d.mkdir()
+    if stage == "dit":
+        for d in (one, split):
+            _fake_latents(d)
+
+        def run(d, **kw):
+            return stages.run_dit(d, 4, None, batch=2, progress=False, **kw)
+    else:
+        def run(d, **kw):
+            return stages.run_audio_vae(d, 4, None, batch=2, stats_clips=4, progress=False, **kw)
+
+    run(one, resume=False)
+    run(split, resume=False, stop_at=2)
+    assert _saved(split, stage)["step"] == 2
+    run(split, resume=True)
+    _assert_same_run(_saved(one, stage), _saved(split, stage))
+
+
+def test_stages_chain_into_a_bundle_the_pipeline_samples_from(tmp_path):
+    torch.set_num_threads(1)
+    stages.run_video_vae(tmp_path, 1, None, False, batch=1, crop=5, progress=False)
+    stages.run_video_vae(tmp_path, 1, None, False, batch=1, crop=5, progress=False, decoder_only=True)
+    stages.run_audio_vae(tmp_path, 1, None, False, batch=2, stats_clips=4, progress=False)
+    stages.run_vocoder(tmp_path, 1, None, False, batch=1, length=2048, progress=False)
+    stages.run_encode(tmp_path, clips=2)
+    stages.run_dit(tmp_path, 1, None, False, batch=2, progress=False)
+    path = stages.run_bundle(tmp_path, tmp_path / "bundle.safetensors")
+    parts = load_bundle(path)
+    model = api.load_joint_model(path)
+    assert model.dit.config.video.in_dim == parts.video_vae.config.z_dim == model.spec.video_latent_channels
+    cond = api.encode_prompt(model, "a red ball bounces once on the left, a high click, on a black background")
+    out = api.sample(model, cond, api.empty_latent(model, "1s", 64, 64), seed=1, steps=2)
+    decoders = Decoders(parts.video_vae, parts.audio_vae, parts.vocoder)
+    frames = api.decode_video(decoders, out)
+    audio = api.decode_audio(decoders, out, sample_rate=16000, channels=1)
+    assert frames.shape == (13, 64, 64, 3) and torch.isfinite(frames).all()
+    assert audio["waveform"].shape[-1] == out.audio.shape[1] * 512 and torch.isfinite(audio["waveform"]).all()

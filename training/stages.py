@@ -1,0 +1,383 @@
+"""The training stages of the default model. Each builds its model from `default_configs()`, defines one
+training step as a function of the step number, and hands both to `loop.train`.
+
+Sizes come from `pipeline.default_model.default_configs()`; a `scale` dict may shrink batch sizes and
+crop lengths (the unit test runs every stage for a few steps at toy size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+from ..audio.bigvgan import BigVGANConfig, BigVGANVocoder
+from tqdm import tqdm
+
+from ..audio.mmaudio_vae import MelExtractor, MMAudioVAE, MMAudioVAEConfig, encode_audio, normalize_mpconv_weight
+from ..model_loader.audio_files import apply_vae_weights
+from ..models.config import FusionConfig
+from ..models.fusion_dit import FusionDiT
+from ..models.toy_text_encoder import ToyTextEncoder, ToyTextEncoderConfig
+from ..models.wan_vae import WanVAE, WanVAEConfig
+from ..models.wan_vae_blocks import StreamCache, patchify, unpatchify
+from ..pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME, DefaultParts, default_configs, save_bundle
+from ..toyworld import WorldConfig, render_clip, sample_spec
+from ..toyworld.scenes import SceneSpec
+from .data import UNCONDITIONAL_PROMPTS, frames_to_tensor, render_batch, step_generator, step_rng, training_caption
+from .loop import LoopConfig, checkpoint_path, load_checkpoint_weights, train
+
+WORLD = WorldConfig()
+MEL = MelExtractor()
+SAMPLES_PER_LATENT = 2 * MEL.config.hop_length
+
+
+# ------------------------------------------------------------------------------------------- video VAE
+
+def foreground_weight(x: torch.Tensor, boost: float = 9.0) -> torch.Tensor:
+    """Per-pixel loss weight `[B, 1, T, H, W]`: 1 + boost near the subject (pixels far from the clip's median
+    colour, grown by 4 px so the edges and a mouth inside a head count too). The subject covers ~3% of a
+    frame; unweighted, a tiny VAE learns the background first and the subject last."""
+    median = x.flatten(2).median(dim=2).values[:, :, None, None, None]
+    far = ((x - median).square().sum(1, keepdim=True) > 0.3**2).float()
+    b, _, t, h, w = far.shape
+    grown = F.max_pool2d(far.transpose(1, 2).reshape(b * t, 1, h, w), 9, stride=1, padding=4)
+    return 1 + boost * grown.view(b, t, 1, h, w).transpose(1, 2)
+
+
+def video_vae_forward(vae: WanVAE, x: torch.Tensor, gen: torch.Generator | None):
+    """Encode a whole clip in one causal pass (the same result as WanVAE.encode's chunking), sample the
+    posterior, decode. Returns (reconstruction, mu, logvar)."""
+    moments = vae.conv1(vae.encoder(patchify(x), StreamCache()))
+    mu, logvar = moments.chunk(2, dim=1)
+    logvar = logvar.clamp(-20.0, 10.0)
+    z = mu if gen is None else mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
+    return unpatchify(vae.decoder(vae.conv2(z), StreamCache())), mu, logvar
+
+
+def kl_term(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean()
+
+
+POSTERIOR_LOGVAR_INIT = -6.0
+
+
+def run_video_vae(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 1,
+                  batch: int = 3, crop: int = 9, kl_weight: float = 1e-3, progress: bool = True,
+                  stop_at: int | None = None, decoder_only: bool = False):
+    """Train the video VAE; decoder_only: fine-tune the decoder of the trained VAE with the encoder frozen, so
+    the latent space (and every latent already encoded for the DiT) stays exactly as it is."""
+    torch.manual_seed(seed)
+    vae = WanVAE(WanVAEConfig.from_dict(default_configs()["video_vae"]))
+    with torch.no_grad():  # posterior std 0.05 at first: at std 1 the decoder sees mostly noise for hundreds of steps
+        vae.conv1.bias[vae.config.z_dim:] = POSTERIOR_LOGVAR_INIT
+    if decoder_only:
+        vae.load_state_dict(load_checkpoint_weights(workdir, "video_vae"))
+        vae.encoder.requires_grad_(False)
+        vae.conv1.requires_grad_(False)
+
+    def step(k: int) -> dict:
+        rng = step_rng(seed, k)
+        clips = render_batch(rng, batch, WORLD)
+        starts = rng.integers(0, WORLD.num_frames - crop + 1, batch)
+        x = torch.stack([frames_to_tensor(c.frames[s:s + crop]) for c, s in zip(clips, starts)])
+        y, mu, logvar = video_vae_forward(vae, x, step_generator(seed, k))
+        w = foreground_weight(x)
+        err = y - x
+        rec = (w * (err.abs() + err.square())).mean() / w.mean()
+        kl = kl_term(mu, logvar)
+        return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "kl": kl.detach()}
+
+    name = "video_decoder" if decoder_only else "video_vae"
+    cfg = LoopConfig(name, steps=steps, lr=1e-3 if decoder_only else 2e-3, minutes=minutes, warmup=50, seed=seed,
+                     stop_at=stop_at)
+    return train(cfg, vae, step, workdir, resume, progress)
+
+
+# ------------------------------------------------------------------------------------------- audio VAE
+
+class _UnitRows(torch.nn.Module):
+    """MMAudio's weight normalisation as a parametrisation: the free weight trains, the layer sees rows of
+    unit norm (the 'effective' form the bundle stores and the inference code expects)."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return normalize_mpconv_weight(w)
+
+
+def trainable_audio_vae(config: MMAudioVAEConfig, gen: torch.Generator) -> MMAudioVAE:
+    vae = MMAudioVAE(config)
+    for name, module in vae.named_modules():
+        if hasattr(module, "weight") and isinstance(module.weight, torch.nn.Parameter) and module.weight.ndim == 3:
+            with torch.no_grad():
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen))
+            parametrize.register_parametrization(module, "weight", _UnitRows())
+    return vae
+
+
+def effective_audio_vae_state(vae: MMAudioVAE) -> dict[str, torch.Tensor]:
+    """State dict of a parametrised VAE with every conv weight in its normalised (effective) form."""
+    out = {}
+    for key, value in vae.state_dict().items():
+        if key.endswith(".parametrizations.weight.original"):
+            out[key.replace(".parametrizations.weight.original", ".weight")] = normalize_mpconv_weight(value)
+        else:
+            out[key] = value
+    return out
+
+
+def clip_audio(clips, n_samples: int | None = None) -> torch.Tensor:
+    """Waveforms `[B, S]` zero-padded to a whole number of audio latents (as encode_audio pads)."""
+    wav = torch.from_numpy(np.stack([c.audio for c in clips]))
+    n = n_samples or -(-wav.shape[1] // SAMPLES_PER_LATENT) * SAMPLES_PER_LATENT
+    return F.pad(wav, (0, n - wav.shape[1]))
+
+
+def mel_statistics(seed: int, n_clips: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-band mean and std of toy-world log-mels: the VAE's data_mean / data_std."""
+    clips = render_batch(step_rng(seed, 0, 7), n_clips, WORLD)
+    with torch.no_grad():
+        mel = MEL(clip_audio(clips))
+    return mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)).clamp(min=0.05)
+
+
+def run_audio_vae(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 2,
+                  batch: int = 16, kl_weight: float = 1e-2, progress: bool = True, stats_clips: int = 256,
+                  stop_at: int | None = None):
+    gen = torch.Generator().manual_seed(seed)
+    vae = trainable_audio_vae(MMAudioVAEConfig.from_dict(default_configs()["audio_vae"]), gen)
+    mean, std = mel_statistics(seed, stats_clips)
+    vae.data_mean.copy_(mean.view(1, -1, 1))
+    vae.data_std.copy_(std.view(1, -1, 1))
+
+    def step(k: int) -> dict:
+        clips = render_batch(step_rng(seed, k), batch, WORLD)
+        with torch.no_grad():
+            x = (MEL(clip_audio(clips)) - vae.data_mean) / vae.data_std
+        moments = vae.encoder(x)
+        mu, logvar = moments.chunk(2, dim=1)
+        # MMAudio's conv_out has no bias to start the posterior narrow (see POSTERIOR_LOGVAR_INIT): shift it here.
+        logvar = (logvar + POSTERIOR_LOGVAR_INIT).clamp(-20.0, 10.0)
+        z = mu + torch.randn(mu.shape, generator=step_generator(seed, k)) * (0.5 * logvar).exp()
+        err = vae.decoder(z) - x
+        rec = err.abs().mean() + err.square().mean()
+        kl = kl_term(mu, logvar)
+        return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "kl": kl.detach()}
+
+    cfg = LoopConfig("audio_vae", steps=steps, lr=3e-3, minutes=minutes, warmup=50, seed=seed, stop_at=stop_at)
+    return train(cfg, vae, step, workdir, resume, progress)
+
+
+# ------------------------------------------------------------------------------------------- vocoder
+
+STFT_RESOLUTIONS = ((256, 64), (512, 128), (1024, 256), (2048, 512))  # (n_fft, hop)
+LOG_EPS = 1e-2  # magnitude units: below the sounds, above the point where exact silence would outweigh them
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    return (spec.real.square() + spec.imag.square() + 1e-12).sqrt()
+
+
+def log_mel(x: torch.Tensor) -> torch.Tensor:
+    """MelExtractor's log10-mel with log(x + eps) in place of log(max(x, eps)), so a silent output still gets a
+    gradient, and with a larger eps: with 1e-5, matching the exact silence between toy sounds outweighs the
+    sounds themselves and a fresh vocoder learns to output nothing."""
+    cfg = MEL.config
+    pad = (cfg.n_fft - cfg.hop_length) // 2
+    x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
+    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=MEL.window, center=False, return_complex=True)
+    mag = (spec.real.square() + spec.imag.square() + 1e-9).sqrt()
+    return torch.log10(MEL.mel_basis @ mag + LOG_EPS)
+
+
+def stft_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, averaged over resolutions."""
+    total = y.new_zeros(())
+    for n_fft, hop in STFT_RESOLUTIONS:
+        sy, sx = _magnitude(y, n_fft, hop), _magnitude(x, n_fft, hop)
+        converge = (sy - sx).norm() / sx.norm().clamp(min=1e-5)
+        total = total + converge + ((sy + LOG_EPS).log() - (sx + LOG_EPS).log()).abs().mean()
+    return total / len(STFT_RESOLUTIONS)
+
+
+def vocoder_segments(clips, rng: np.random.Generator, length: int) -> torch.Tensor:
+    """One `length`-sample stretch per clip, three times in four starting shortly before a sound event."""
+    out = []
+    for c in clips:
+        events = c.truth.event_samples
+        if events and rng.random() < 0.75:
+            start = int(events[int(rng.integers(len(events)))]) - int(rng.integers(0, length // 2))
+        else:
+            start = int(rng.integers(0, c.audio.size - length))
+        start = int(np.clip(start, 0, c.audio.size - length)) // MEL.config.hop_length * MEL.config.hop_length
+        out.append(torch.from_numpy(c.audio[start:start + length]))
+    return torch.stack(out)
+
+
+def voice_rich_batch(rng: np.random.Generator, n: int) -> list:
+    """n clips, half of them speaking characters: sustained harmonic tones are what a small vocoder learns
+    last (it gets impact transients right long before), and their pitch is what the model is judged on."""
+    clips = render_batch(rng, n - n // 2, WORLD)
+    while len(clips) < n:
+        spec = sample_spec(rng, "train")
+        if spec.kind == "speak":
+            clips.append(render_clip(spec, int(rng.integers(2**31)), WORLD))
+    return clips
+
+
+def run_vocoder(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 3,
+                batch: int = 4, length: int = 8192, progress: bool = True, stop_at: int | None = None):
+    torch.manual_seed(seed)
+    vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
+
+    def step(k: int) -> dict:
+        rng = step_rng(seed, k)
+        x = vocoder_segments(voice_rich_batch(rng, batch), rng, length)
+        with torch.no_grad():
+            mel = MEL(x)
+        y = vocoder(mel)[:, 0]
+        mel_l1 = (log_mel(y) - log_mel(x)).abs().mean()
+        stft = stft_loss(y, x)
+        return {"loss": mel_l1 + stft, "mel_l1": mel_l1.detach(), "stft": stft.detach()}
+
+    cfg = LoopConfig("vocoder", steps=steps, lr=1e-3, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
+                     stop_at=stop_at)
+    return train(cfg, vocoder, step, workdir, resume, progress)
+
+
+# ------------------------------------------------------------------------------------------- pre-encoding
+
+def trained_video_vae(workdir: Path) -> WanVAE:
+    """The trained video VAE; with the decoder fine-tuned when that stage has run (the encoder is the same)."""
+    vae = WanVAE(WanVAEConfig.from_dict(default_configs()["video_vae"]))
+    name = "video_decoder" if checkpoint_path(workdir, "video_decoder").is_file() else "video_vae"
+    vae.load_state_dict(load_checkpoint_weights(workdir, name))
+    return vae.eval().requires_grad_(False)
+
+
+def trained_audio_vae(workdir: Path) -> MMAudioVAE:
+    gen = torch.Generator().manual_seed(0)
+    trainable = trainable_audio_vae(MMAudioVAEConfig.from_dict(default_configs()["audio_vae"]), gen)
+    trainable.load_state_dict(load_checkpoint_weights(workdir, "audio_vae"))
+    vae = MMAudioVAE(trainable.config)
+    apply_vae_weights(vae, effective_audio_vae_state(trainable), source="audio_vae checkpoint", weight_form="effective")
+    return vae.eval().requires_grad_(False)
+
+
+def trained_vocoder(workdir: Path) -> BigVGANVocoder:
+    vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
+    vocoder.load_state_dict(load_checkpoint_weights(workdir, "vocoder", ema=True))
+    return vocoder.eval().requires_grad_(False)
+
+
+def run_encode(workdir: Path, clips: int, seed: int = 5, shard: int = 0, shards: int = 1, chunk: int = 8) -> Path:
+    """Encode clips shard, shard+shards, ... of a fixed training set: raw video VAE means `[N, z, F, h, w]`,
+    audio latents `[N, L, 20]` and the scene of each clip (captions are drawn per step from it)."""
+    video_vae, audio_vae = trained_video_vae(workdir), trained_audio_vae(workdir)
+    mine = list(range(shard, clips, shards))
+    videos, audios, specs = [], [], []
+    for start in tqdm(range(0, len(mine), chunk), desc=f"encode {shard}/{shards}", mininterval=5):
+        batch = []
+        for i in mine[start:start + chunk]:
+            rng = step_rng(seed, i)
+            spec = sample_spec(rng, "train")
+            batch.append(render_clip(spec, int(rng.integers(2**31)), WORLD))
+            specs.append(dataclasses.asdict(spec))
+        x = torch.stack([frames_to_tensor(c.frames) for c in batch])
+        videos.append(video_vae.encode(x, normalized=False))
+        audios.append(encode_audio(audio_vae, clip_audio(batch), WORLD.sample_rate, MEL))
+    path = Path(workdir) / f"latents-{shard}-of-{shards}.pt"
+    torch.save({"video": torch.cat(videos), "audio": torch.cat(audios), "specs": specs}, path)
+    return path
+
+
+def load_latents(workdir: Path) -> dict:
+    """Every encoded shard, joined."""
+    parts = [torch.load(p, weights_only=True) for p in sorted(Path(workdir).glob("latents-*-of-*.pt"))]
+    if not parts:
+        raise FileNotFoundError(f"no latents-*.pt in {workdir}: run the 'encode' stage first")
+    return {"video": torch.cat([p["video"] for p in parts]), "audio": torch.cat([p["audio"] for p in parts]),
+            "specs": [s for p in parts for s in p["specs"]]}
+
+
+def video_latent_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of raw video latents `[N, z, F, h, w]` (the VAE config's latent_mean/std)."""
+    flat = raw.transpose(0, 1).flatten(1)
+    return tuple(flat.mean(1).tolist()), tuple(flat.std(1).clamp(min=1e-3).tolist())
+
+
+# ------------------------------------------------------------------------------------------- DiT
+
+class JointDenoiser(torch.nn.Module):
+    """The DiT and its text encoder as one trainable module (their state dicts keep their own prefixes)."""
+
+    def __init__(self, configs: dict, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.dit = FusionDiT(FusionConfig.from_dict(configs["dit"]))
+        self.text_encoder = ToyTextEncoder(ToyTextEncoderConfig.from_dict(configs["text_encoder"]), seed=seed)
+
+
+def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """The sampler's time shift applied to uniform u: more training where the shifted schedule spends steps."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
+def run_dit(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
+            shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, progress: bool = True,
+            stop_at: int | None = None):
+    data = load_latents(workdir)
+    mean, std = video_latent_stats(data["video"])
+    video = (data["video"] - torch.tensor(mean).view(1, -1, 1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1, 1)
+    audio = data["audio"]
+    specs = [SceneSpec(**s) for s in data["specs"]]
+    model = JointDenoiser(default_configs(), seed)
+
+    def step(k: int) -> dict:
+        rng = step_rng(seed, k)
+        idx = rng.integers(len(specs), size=batch)
+        captions = [UNCONDITIONAL_PROMPTS[int(rng.integers(len(UNCONDITIONAL_PROMPTS)))] if rng.random() < p_uncond
+                    else training_caption(specs[i], rng) for i in idx]
+        first_frame = torch.from_numpy(rng.random(batch) < p_first_frame)
+        gen = step_generator(seed, k)
+        x0v, x0a = video[idx], audio[idx]
+        nv, na = torch.randn(x0v.shape, generator=gen), torch.randn(x0a.shape, generator=gen)
+        sigma = shifted_sigma(torch.rand(batch, generator=gen), shift)
+        sv, sa = sigma.view(-1, 1, 1, 1, 1), sigma.view(-1, 1, 1)
+        xv, xa = (1 - sv) * x0v + sv * nv, (1 - sa) * x0a + sa * na
+        clean = torch.zeros(batch, x0v.shape[2], dtype=torch.bool)
+        clean[:, 0] = first_frame
+        xv[:, :, 0][first_frame] = x0v[:, :, 0][first_frame]
+        context = model.text_encoder.encode(captions)
+        pv, pa = model.dit(xv, xa, 1000 * sigma, context, context, video_clean=clean)
+        weight = (~clean).float().view(batch, 1, -1, 1, 1).expand_as(pv)
+        loss_v = ((pv - (nv - x0v)).square() * weight).sum() / weight.sum()
+        loss_a = (pa - (na - x0a)).square().mean()
+        return {"loss": loss_v + loss_a, "video": loss_v.detach(), "audio": loss_a.detach()}
+
+    cfg = LoopConfig("dit", steps=steps, lr=1e-3, minutes=minutes, warmup=100, ema_decay=0.995, seed=seed,
+                     stop_at=stop_at)
+    return train(cfg, model, step, workdir, resume, progress)
+
+
+# ------------------------------------------------------------------------------------------- bundle
+
+def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None) -> Path:
+    """The shipped file: the DiT + text encoder (EMA weights), the decoders, and the video latent statistics."""
+    configs = default_configs()
+    mean, std = video_latent_stats(load_latents(workdir)["video"])
+    configs["video_vae"] = dataclasses.replace(WanVAEConfig.from_dict(configs["video_vae"]),
+                                               latent_mean=mean, latent_std=std).to_dict()
+    video_vae = WanVAE(WanVAEConfig.from_dict(configs["video_vae"]))
+    video_vae.load_state_dict(trained_video_vae(workdir).state_dict())
+    denoiser = JointDenoiser(configs, 0)
+    denoiser.load_state_dict(load_checkpoint_weights(workdir, "dit", ema=True))
+    parts = DefaultParts(dit=denoiser.dit, text_encoder=denoiser.text_encoder, video_vae=video_vae,
+                         audio_vae=trained_audio_vae(workdir), vocoder=trained_vocoder(workdir), name="")
+    path = Path(out) if out else BUNDLE_DIR / BUNDLE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
