@@ -234,7 +234,8 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     finally:
         if model.offload == "cpu":
             dit.to("cpu")
-    provenance = {"model": model.name, "prompt": conditioning.prompt, "seed": seed,
+    # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
+    provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
                               "audio_guidance": audio_guidance, "skip_layer": slg_layer,
                               "video_negative": conditioning.video_negative_prompt,
