@@ -64,8 +64,8 @@ class CastLinear(_CastWeight, nn.Linear):
         return F.linear(x, w, b)
 
 
-class CastConv1d(_CastWeight, nn.Conv1d):
-    """nn.Conv1d with the same weight casting as `CastLinear`."""
+class _CastConv(_CastWeight):
+    """Mixin for torch's ConvNd: the same weight casting as `CastLinear`, through `_conv_forward`."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -74,6 +74,10 @@ class CastConv1d(_CastWeight, nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w, b = self.cast_params(x.dtype)
         return self._conv_forward(x, w, b)
+
+
+class CastConv1d(_CastConv, nn.Conv1d):
+    """nn.Conv1d with the same weight casting as `CastLinear`."""
 
 
 class ChannelLastConv1d(CastConv1d):
@@ -83,16 +87,8 @@ class ChannelLastConv1d(CastConv1d):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-class CastConv3d(_CastWeight, nn.Conv3d):
+class CastConv3d(_CastConv, nn.Conv3d):
     """nn.Conv3d with the same weight casting as `CastLinear` (the video patch embedding)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._init_scale()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w, b = self.cast_params(x.dtype)
-        return self._conv_forward(x, w, b)
 
 
 class LayerNorm(nn.Module):
