@@ -28,11 +28,10 @@ from typing import Callable
 import torch
 
 from ..models.wan_vae import WanVAE, WanVAEConfig
+from ..samplers import audio_latent_length  # Ovi's tie: 31 latent frames <-> 157 audio latents
 
 LENGTHS = (1, 2, 4)
 VIDEO_MODES = ("whole", "chunked", "chunked+out")
-# Ovi pairs 121 video frames (5 s at 24 fps) with 157 audio latents, i.e. 157 per 120 frame intervals.
-AUDIO_LATENTS_PER_120_FRAMES = 157
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +59,6 @@ def audio_decoder(audio_latent_length: int, device: torch.device) -> Callable[[]
     vocoder = BigVGANVocoder(BigVGANConfig(upsample_initial_channel=128)).to(device).eval()
     latent = torch.randn(1, audio_latent_length, vae.config.embed_dim, device=device)
     return lambda: decode_audio_latent(vae, vocoder, latent)
-
-
-def audio_latent_length(video_frames: int) -> int:
-    return round((video_frames - 1) * AUDIO_LATENTS_PER_120_FRAMES / 120)
 
 
 class _PeakRSS:
@@ -179,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         for mult in LENGTHS:
             latent = args.latent_frames * mult
             frames = WanVAEConfig().video_frames(latent)
-            job = dict(base, mode=mode, latent_frames=latent, audio_latents=audio_latent_length(frames))
+            job = dict(base, mode=mode, latent_frames=latent, audio_latents=audio_latent_length(latent))
             result = _in_subprocess(job)
             first_peak = first_peak or max(result["peak_mib"], 1e-9)
             shown_latent = job["audio_latents"] if mode == "audio" else latent
