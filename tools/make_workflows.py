@@ -115,18 +115,29 @@ def _av_tail(first: int, model: int, decoders: int, latent_source: int, cond: in
     ]
 
 
-def default_text_to_av() -> Workflow:
-    width, height = DEFAULT_SIZE
-    nodes = [
+# Ovi's default negative prompts (its inference config), the Encode Prompt widgets' defaults too.
+OVI_NEGATIVES = {"video_negative": "jitter, bad hands, blur, distortion",
+                 "audio_negative": "robotic, muffled, echo, distorted"}
+
+
+def _embedded_loaders() -> list[Node]:
+    """Nodes 1 and 2: the embedded default model and its decoders."""
+    return [
         Node(1, "JointAVLoadModel", {"model_name": "(embedded default)", "weight_dtype": "auto",
                                      "attention_backend": "auto", "offload": "none", "family": "auto"}),
         Node(2, "JointAVLoadDecoders", {"video_vae": "(embedded default)", "audio_vae": "(embedded default)",
                                         "vocoder": "(embedded default)"}, {"model": (1, 0)}),
+    ]
+
+
+def default_text_to_av() -> Workflow:
+    width, height = DEFAULT_SIZE
+    nodes = [
+        *_embedded_loaders(),
         Node(3, "JointAVEncodePrompt", {
             "video_prompt": "a red ball bounces twice on the left on a black background.",
             "speech_lines": "", "audio_description": "high clicks",
-            "video_negative": "jitter, bad hands, blur, distortion",
-            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0)}),
+            **OVI_NEGATIVES}, {"model": (1, 0)}),
         Node(4, "JointAVEmptyLatent", {"duration": DEFAULT_DURATION, "width": width, "height": height, "batch": 1},
              {"model": (1, 0)}),
         *_av_tail(5, 1, 2, 4, 3, seed=SEED, steps=DEFAULT_STEPS, skip_layer=MODEL_SKIP_LAYER,
@@ -138,15 +149,11 @@ def default_text_to_av() -> Workflow:
 
 def default_image_to_av() -> Workflow:
     nodes = [
-        Node(1, "JointAVLoadModel", {"model_name": "(embedded default)", "weight_dtype": "auto",
-                                     "attention_backend": "auto", "offload": "none", "family": "auto"}),
-        Node(2, "JointAVLoadDecoders", {"video_vae": "(embedded default)", "audio_vae": "(embedded default)",
-                                        "vocoder": "(embedded default)"}, {"model": (1, 0)}),
+        *_embedded_loaders(),
         Node(3, "JointAVEncodePrompt", {
             "video_prompt": "a blue square slides right and hits a wall on a gray background.",
             "speech_lines": "", "audio_description": "a low thud",
-            "video_negative": "jitter, bad hands, blur, distortion",
-            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0)}),
+            **OVI_NEGATIVES}, {"model": (1, 0)}),
         Node(4, "LoadImage", {"image": "example.png", UPLOAD: "image"}),
         Node(5, "JointAVImageToAVLatent", {"duration": DEFAULT_DURATION, "width": DEFAULT_SIZE[0],
                                            "height": DEFAULT_SIZE[1]},
@@ -180,8 +187,7 @@ def ovi_text_to_av(name: str, model_file: str, weight_dtype: str, duration: str,
                                         "vocoder": OVI_VOCODER}, {"model": (1, 0)}),
         Node(4, "JointAVEncodePrompt", {
             "video_prompt": OVI_PROMPT, "speech_lines": OVI_SPEECH, "audio_description": OVI_AUDIO,
-            "video_negative": "jitter, bad hands, blur, distortion",
-            "audio_negative": "robotic, muffled, echo, distorted"}, {"model": (1, 0), "clip": (2, 0)}),
+            **OVI_NEGATIVES}, {"model": (1, 0), "clip": (2, 0)}),
         Node(5, "JointAVEmptyLatent", {"duration": duration, "width": width, "height": height, "batch": 1},
              {"model": (1, 0)}),
         *_av_tail(6, 1, 3, 5, 4, seed=100, steps=50, skip_layer=11, prefix=f"jointav/{name}"),
