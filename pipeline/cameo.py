@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio.mmaudio_vae import encode_audio
-from ..cameo.conditioning import encode_pictures, first_frame_conditioning, reference_conditioning
+from ..cameo.conditioning import first_frame_conditioning, reference_conditioning
 from ..cameo.consent import ConsentDecision
+from ..cameo.encode import encode_reference_media
 from ..cameo.profile import (Profile, check_encoders, encoder_identity, file_digest, new_profile, read_profile,
                              save_profile)
-from ..cameo.reference_media import (VOICE_RATE, as_rgb_uint8, crop_side, limit_side, load_voice, pick_frames,
-                                     read_recording, square_crop, voiced_segment)
+from ..cameo.reference_media import VOICE_RATE, as_rgb_uint8, limit_side, load_voice, read_recording
 from ..cameo.usage_log import append_use, sha256_file
 from ..errors import CheckpointKindError, InputValueError
 from ..samplers.conditioning import FirstFrame, KeepMask
@@ -36,7 +34,6 @@ from .types import Decoders, JointLatent, JointModel
 log = logging.getLogger(__name__)
 
 MODES = ("first_frame", "reference_tokens", "both")
-MAX_REFERENCE_SIZE = 256  # default cap on the side of a reference crop, in pixels
 MAX_STORED_SIDE = 1024  # stored frames are scaled down to this longer side
 ConsentCheck = Callable[[Profile], object]
 
@@ -94,7 +91,7 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
     file path or a ComfyUI AUDIO dict; with a recording it replaces the recording's own sound.
     Picks up to `max_frames` sharp frontal frames and the longest clean voice stretch of voice_seconds
     (min, max) seconds, encodes the subject crops (reference_size² pixels; default: the crop's own size rounded
-    up to the DiT's 32-pixel grid, at most MAX_REFERENCE_SIZE) and the voice with the decoders' encoders, and
+    up to the VAE factor times the DiT's 2x2 patch, at most cameo.encode.MAX_REFERENCE_SIZE) and the voice with the decoders' encoders, and
     saves the profile under `out_dir` when given (see cameo.profile). family: the model family it is made for
     (recorded in the manifest).
     """
@@ -104,8 +101,8 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
     video_vae, audio_vae = _encoders(decoders)
     sources = []
     if recording is not None:
-        media = read_recording(recording)
-        frames, times, sound = media.frames, media.times, media.voice
+        recorded = read_recording(recording)
+        frames, times, sound = recorded.frames, recorded.times, recorded.voice
         sources.append(_source_entry("recording", recording))
     else:
         frames, times, sound = as_rgb_uint8(image, "image")[None], np.zeros(1), None
@@ -117,16 +114,9 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
         raise InputValueError(f"cameo source: {recording or 'the image'} comes without sound; pass voice=<a voice "
                               f"clip> as well")
 
-    picks = pick_frames(frames, times, max_frames)
-    grid = video_vae.config.spatial_factor * 2  # the VAE's factor times the DiT's 2x2 patch (Ovi and default)
-    if reference_size is None:
-        side = crop_side(frames.shape[1:], picks[0].box)
-        reference_size = min(MAX_REFERENCE_SIZE, max(grid, math.ceil(side / grid) * grid))
-    if isinstance(reference_size, bool) or not isinstance(reference_size, int) or reference_size < grid \
-            or reference_size % grid:
-        raise InputValueError(f"reference_size={reference_size!r}: expected a multiple of {grid} pixels")
-    crops = np.stack([square_crop(frames[p.index], p.box, reference_size) for p in picks])
-    segment = voiced_segment(sound, *voice_seconds)
+    media = encode_reference_media(video_vae, audio_vae, frames, times, sound, max_frames=max_frames,
+                                   reference_size=reference_size, voice_seconds=voice_seconds)
+    picks, segment = media.picks, media.segment
 
     stored, entries = [], []
     for p in picks:
@@ -134,13 +124,13 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
         stored.append(small)
         entries.append({"source_index": p.index, "time_s": round(p.time_s, 4), "sharpness": round(p.sharpness, 4),
                         "detector": p.detector, "box": [round(v * scale) for v in p.box],
-                        "crop_size": reference_size})
+                        "crop_size": media.reference_size})
     voice_wave = torch.from_numpy(segment.waveform)
     tensors = {
         "frames": torch.from_numpy(np.stack(stored)),
-        "video_latents": encode_pictures(video_vae, crops),
+        "video_latents": media.video_latents,
         "voice": voice_wave,
-        "audio_latents": encode_audio(audio_vae, voice_wave[None], VOICE_RATE)[0].float().cpu(),
+        "audio_latents": media.audio_latents,
     }
     profile = new_profile(
         name, tensors, encoder=encoder_identity(video_vae, audio_vae, family), source={"inputs": sources},

@@ -108,6 +108,25 @@ def caption_for(spec: SceneSpec, markup: bool = False) -> str:
     return f"{action}, {sound}, {bg}"
 
 
+def cameo_caption(spec: SceneSpec, markup: bool = False) -> str:
+    """The caption of a speaking scene whose character is a cameo: what the character looks and sounds like
+    (colour, voice) is left out, since the cameo's reference supplies it."""
+    if spec.kind != "speak":
+        raise InputValueError(f"cameo_caption: a cameo is a speaking character; found a {spec.kind} scene")
+    bg = f"on a {spec.background} background"
+    if markup:
+        return f"a character says <S>{' '.join([SYLLABLE] * spec.count)}<E> {bg}."
+    return f"a character speaks {COUNT_WORD[spec.count]} syllable{'s' if spec.count > 1 else ''} {bg}"
+
+
+def cameo_recording_spec(colour: str, voice: str, rng: np.random.Generator) -> SceneSpec:
+    """The scene of a cameo's reference recording: the character (colour, voice) saying three syllables on a
+    random background."""
+    return SceneSpec("speak", colour, "character", 3, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))], voice=voice)
+
+
+BACKGROUNDS = tuple(BACKGROUND_COLOURS)
+
 _VERBS = {
     **dict.fromkeys(("bounces", "bounce", "bouncing"), "bounce"),
     **dict.fromkeys(("slides", "slide", "sliding"), "slide"),

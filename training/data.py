@@ -17,6 +17,10 @@ from ..toyworld.scenes import SceneSpec
 UNCONDITIONAL_PROMPTS = ("", "jitter, bad hands, blur, distortion", "robotic, muffled, echo, distorted")
 
 
+# Cameo reference recordings: a character saying three syllables, 4 s (the profile's voice stretch needs > 1 s).
+RECORDING_WORLD = WorldConfig(duration=4.0)
+
+
 def step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     """The numpy generator of one step of one run (stream separates independent uses within a step)."""
     return np.random.default_rng([seed, step, stream])

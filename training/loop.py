@@ -3,6 +3,12 @@
 A checkpoint holds the model and optimizer states, the EMA copy (if any), the step and the curve; the data
 of step k depends only on (seed, k) (see data.step_rng), so N steps in one run and N/2 + resume + N/2 give
 the same weights. Checkpoints are written with torch.save and read back with weights_only=True.
+
+On a GPU the model and its optimizer live on `LoopConfig.device`; a stage that renders its data on the fly
+hands a picklable `batch_fn(step)` to `train`, which then builds the batches in `workers` processes ahead of
+the step (still a function of the step alone, so resuming stays exact). `steps=None` with a time cap plans
+the learning-rate schedule from the measured speed of the first steps, so a schedule always ends inside the
+time it was given, whatever the machine.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from tqdm import tqdm
 @dataclass
 class LoopConfig:
     name: str  # the stage: checkpoint file name and progress-bar label
-    steps: int  # planned total steps (the learning-rate schedule spans these)
+    steps: int | None  # planned total steps (the schedule spans these); None: planned from `minutes` (see below)
     lr: float
     minutes: float | None = None  # wall-clock cap for this invocation; None: run to `steps`
     stop_at: int | None = None  # end this invocation at this step (the schedule still spans `steps`)
@@ -32,20 +38,58 @@ class LoopConfig:
     checkpoint_every_s: float = 180.0
     log_every: int = 25  # steps per curve row
     seed: int = 0
+    device: str = "cpu"
+    workers: int = 0  # processes that build batches ahead (with a batch_fn); 0: in the training process
+    plan_after: int = 40  # steps=None: steps timed before the schedule's length is fixed
+
+
+def steps_that_fit(minutes: float, seconds_per_step: float, margin: float = 0.95) -> int:
+    """Steps that fit in `minutes` at the measured speed, with a margin for checkpoints and jitter."""
+    return max(1, int(margin * 60 * minutes / max(seconds_per_step, 1e-9)))
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Index k -> batch_fn(k): lets a DataLoader build the batches of steps k, k+1, ... in worker processes."""
+
+    def __init__(self, batch_fn: Callable[[int], object]):
+        self.batch_fn = batch_fn
+
+    def __getitem__(self, k: int):
+        return self.batch_fn(k)
+
+    def __len__(self) -> int:  # only the sampler's indices are ever asked for
+        return 2**31
+
+
+def _batches(cfg: "LoopConfig", batch_fn, first: int, end: int):
+    if batch_fn is None:
+        return (None for _ in range(first, end))
+    if cfg.workers <= 0:
+        return (batch_fn(k) for k in range(first, end))
+    loader = torch.utils.data.DataLoader(_StepBatches(batch_fn), batch_size=None, sampler=range(first, end),
+                                         num_workers=cfg.workers, prefetch_factor=4,
+                                         pin_memory=cfg.device.startswith("cuda"))
+    return iter(loader)
 
 
 @dataclass
 class LoopState:
     step: int = 0
+    planned: int | None = None  # the schedule's length, once fixed (LoopConfig.steps, or planned from speed)
     seconds: float = 0.0  # training time spent so far, over all invocations
     curve: list = field(default_factory=list)  # rows {"step", "seconds", "loss", ...}
     window: dict = field(default_factory=dict)  # values of the steps since the last curve row
 
 
-def learning_rate(cfg: LoopConfig, step: int) -> float:
+def learning_rate(cfg: LoopConfig, step: int, planned: int | None = None) -> float:
+    """Linear warm-up, then cosine decay to lr * final_lr_fraction at `planned` steps (cfg.steps by default;
+    while an auto-planned schedule is still being timed, the rate stays at its peak)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    total = planned if planned is not None else cfg.steps
+    if total is None:
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
     low = cfg.lr * cfg.final_lr_fraction
     return low + (cfg.lr - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -54,13 +98,17 @@ def checkpoint_path(workdir: Path, name: str) -> Path:
     return Path(workdir) / f"{name}.ckpt"
 
 
-def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable[[int], dict], workdir: Path,
-          resume: bool = True, show_progress: bool = True) -> tuple[LoopState, torch.nn.Module | None]:
-    """Run `step_fn(step) -> {"loss": tensor, **floats}` from the last checkpoint (when `resume`) until `steps`
-    or the time cap. Returns the state and the EMA model (None without EMA). Checkpoints every few minutes
-    and at the end."""
+def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: Path,
+          resume: bool = True, show_progress: bool = True,
+          batch_fn: Callable[[int], object] | None = None) -> tuple[LoopState, torch.nn.Module | None]:
+    """Run `step_fn(step) -> {"loss": tensor, **floats}` (or `step_fn(step, batch_fn(step))` when a batch_fn is
+    given) from the last checkpoint (when `resume`) until `steps` or the time cap. Returns the state and the
+    EMA model (None without EMA). Checkpoints every few minutes and at the end."""
+    if cfg.steps is None and cfg.minutes is None:
+        raise ValueError(f"{cfg.name}: steps=None plans the schedule from a time cap; give minutes too")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    model.to(cfg.device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = None
@@ -73,48 +121,57 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable[[int], dict
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None and saved["ema"] is not None:  # (a run may add an EMA when it resumes)
-            ema = saved["ema"]
-        state = LoopState(step=saved["step"], seconds=saved["seconds"], curve=saved["curve"],
-                          window=saved.get("window", {}))
+            ema = {k: v.to(cfg.device) for k, v in saved["ema"].items()}
+        state = LoopState(step=saved["step"], planned=saved.get("planned"), seconds=saved["seconds"],
+                          curve=saved["curve"], window=saved.get("window", {}))
+    if state.planned is None and cfg.steps is not None:
+        state.planned = cfg.steps
 
     def save() -> None:
         tmp = path.with_name(path.name + ".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema,
-                    "step": state.step, "seconds": state.seconds, "curve": state.curve,
+                    "step": state.step, "planned": state.planned, "seconds": state.seconds, "curve": state.curve,
                     "window": state.window}, tmp)
         os.replace(tmp, path)
 
     started = time.monotonic()
     last_save = started
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.name, disable=not show_progress, mininterval=5)
+    bar = tqdm(total=state.planned, initial=state.step, desc=cfg.name, disable=not show_progress, mininterval=5)
     model.train()
-    end = cfg.steps if cfg.stop_at is None else min(cfg.steps, cfg.stop_at)
+    cap = state.planned if state.planned is not None else 2**62
+    end = cap if cfg.stop_at is None else min(cap, cfg.stop_at)
+    batches = _batches(cfg, batch_fn, state.step, end)
+    timed_from = None
     while state.step < end:
         if cfg.minutes is not None and time.monotonic() - started >= 60 * cfg.minutes:
             break
+        if state.planned is None and state.step >= cfg.plan_after:
+            if timed_from is None:  # the first steps (worker start-up, kernel selection) are not timed
+                timed_from = (state.step, time.monotonic())
+            elif state.step - timed_from[0] >= cfg.plan_after:
+                per_step = (time.monotonic() - timed_from[1]) / (state.step - timed_from[0])
+                left = cfg.minutes - (time.monotonic() - started) / 60
+                state.planned = state.step + steps_that_fit(left, per_step)
+                end = state.planned if cfg.stop_at is None else min(state.planned, cfg.stop_at)
+                bar.total = state.planned
         t0 = time.monotonic()
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, state.step)
-        out = step_fn(state.step)
+            group["lr"] = learning_rate(cfg, state.step, state.planned)
+        batch = next(batches)
+        out = step_fn(state.step) if batch_fn is None else step_fn(state.step, batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         if ema is not None:
-            decay = min(cfg.ema_decay, (1 + state.step) / (10 + state.step))
-            with torch.no_grad():
-                for k, v in model.state_dict().items():
-                    if v.is_floating_point():
-                        ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
-                    else:
-                        ema[k].copy_(v)
+            _update_ema(ema, model.state_dict(), min(cfg.ema_decay, (1 + state.step) / (10 + state.step)))
         state.step += 1
         state.seconds += time.monotonic() - t0
         window = state.window
         for k, v in out.items():
             window.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
-        if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+        if state.step % cfg.log_every == 0 or state.step == state.planned:
             row = {"step": state.step, "seconds": round(state.seconds, 1)}
             row.update({k: sum(v) / len(v) for k, v in window.items()})
             state.curve.append(row)
@@ -134,6 +191,19 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable[[int], dict
         ema_model = copy.deepcopy(model)
         ema_model.load_state_dict(ema)
     return state, ema_model
+
+
+def _update_ema(ema: dict, current: dict, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * current for float tensors (copied otherwise); one fused kernel per
+    operation over all tensors, since per-tensor calls dominate a tiny model's step on a GPU."""
+    with torch.no_grad():
+        floats = [k for k, v in current.items() if v.is_floating_point()]
+        targets = [ema[k] for k in floats]
+        torch._foreach_mul_(targets, decay)
+        torch._foreach_add_(targets, [current[k].detach() for k in floats], alpha=1 - decay)
+        for k, v in current.items():
+            if not v.is_floating_point():
+                ema[k].copy_(v)
 
 
 def load_checkpoint_weights(workdir: Path, name: str, ema: bool = False) -> dict:

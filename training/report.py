@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -33,10 +34,15 @@ def _fmt(v) -> str:
 def curve_tables(workdir: Path) -> tuple[str, float]:
     """Markdown tables of every trained stage's curve, and the total training seconds."""
     out, total = [], 0.0
+    exported = Path(workdir) / "curves.json"  # (stages.export_curves: curves copied off a training machine)
+    exported = json.loads(exported.read_text()) if exported.is_file() else {}
     for name, note in STAGE_NOTES.items():
-        if not checkpoint_path(workdir, name).is_file():
+        if checkpoint_path(workdir, name).is_file():
+            curve, steps, seconds = load_curve(workdir, name)
+        elif name in exported:
+            curve, steps, seconds = (exported[name][k] for k in ("curve", "steps", "seconds"))
+        else:
             continue
-        curve, steps, seconds = load_curve(workdir, name)
         total += seconds
         out.append(f"### {name}: {steps} steps, {seconds / 60:.1f} min\n\n{note}.\n")
         if curve:

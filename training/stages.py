@@ -7,7 +7,11 @@ crop lengths (the unit test runs every stage for a few steps at toy size).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +30,11 @@ from ..models.toy_text_encoder import ToyTextEncoder, ToyTextEncoderConfig
 from ..models.wan_vae import WanVAE, WanVAEConfig
 from ..models.wan_vae_blocks import StreamCache, patchify, unpatchify
 from ..pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME, DefaultParts, default_configs, save_bundle
-from ..toyworld import WorldConfig, render_clip, sample_spec
+from ..cameo.encode import encode_reference_media
+from ..toyworld import WorldConfig, cameo_caption, cameo_recording_spec, render_clip, sample_spec
 from ..toyworld.scenes import SceneSpec
-from .data import UNCONDITIONAL_PROMPTS, frames_to_tensor, render_batch, step_generator, step_rng, training_caption
-from .loop import LoopConfig, checkpoint_path, load_checkpoint_weights, train
+from .data import RECORDING_WORLD, UNCONDITIONAL_PROMPTS, frames_to_tensor, render_batch, step_generator, step_rng, training_caption
+from .loop import LoopConfig, checkpoint_path, load_checkpoint_weights, load_curve, train
 
 WORLD = WorldConfig()
 MEL = MelExtractor()
@@ -51,11 +56,12 @@ def foreground_weight(x: torch.Tensor, boost: float = 9.0) -> torch.Tensor:
 
 def video_vae_forward(vae: WanVAE, x: torch.Tensor, gen: torch.Generator | None):
     """Encode a whole clip in one causal pass (the same result as WanVAE.encode's chunking), sample the
-    posterior, decode. Returns (reconstruction, mu, logvar)."""
+    posterior, decode. Returns (reconstruction, mu, logvar). The posterior noise is drawn on the CPU from
+    `gen`, so a run gives the same batches on any device."""
     moments = vae.conv1(vae.encoder(patchify(x), StreamCache()))
     mu, logvar = moments.chunk(2, dim=1)
     logvar = logvar.clamp(-20.0, 10.0)
-    z = mu if gen is None else mu + torch.randn(mu.shape, generator=gen) * (0.5 * logvar).exp()
+    z = mu if gen is None else mu + torch.randn(mu.shape, generator=gen).to(mu.device) * (0.5 * logvar).exp()
     return unpatchify(vae.decoder(vae.conv2(z), StreamCache())), mu, logvar
 
 
@@ -66,25 +72,47 @@ def kl_term(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 POSTERIOR_LOGVAR_INIT = -6.0
 
 
-def run_video_vae(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 1,
-                  batch: int = 3, crop: int = 9, kl_weight: float = 1e-3, progress: bool = True,
-                  stop_at: int | None = None, decoder_only: bool = False):
+@dataclasses.dataclass(frozen=True)
+class VideoCrops:
+    """The video VAE's batch of step k: `batch` random `crop`-frame stretches of fresh clips `[B, 3, T, H, W]`."""
+
+    seed: int
+    batch: int
+    crop: int
+
+    def __call__(self, k: int) -> torch.Tensor:
+        rng = step_rng(self.seed, k)
+        clips = render_batch(rng, self.batch, WORLD)
+        starts = rng.integers(0, WORLD.num_frames - self.crop + 1, self.batch)
+        return torch.stack([frames_to_tensor(c.frames[s:s + self.crop]) for c, s in zip(clips, starts)])
+
+
+# Whole clips, not shorter crops: a VAE trained on 9-frame crops (3 latent frames) drew later frames of a
+# 25-frame clip as smeared colour, since its causal receptive field spans more than 3 latent frames and it had
+# never seen it filled. Inference always runs whole clips, so training does too.
+VIDEO_VAE_CROP = WORLD.num_frames
+
+
+def run_video_vae(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 1,
+                  batch: int = 3, crop: int = VIDEO_VAE_CROP, kl_weight: float = 1e-3, progress: bool = True,
+                  stop_at: int | None = None, decoder_only: bool = False, device: str = "cpu", workers: int = 0,
+                  lr: float | None = None):
     """Train the video VAE; decoder_only: fine-tune the decoder of the trained VAE with the encoder frozen, so
-    the latent space (and every latent already encoded for the DiT) stays exactly as it is."""
+    the latent space (and every latent already encoded for the DiT) stays exactly as it is. A fresh run starts
+    from `init-video_vae.pt` in the workdir when there is one (see adopt_bundle)."""
     torch.manual_seed(seed)
     vae = WanVAE(WanVAEConfig.from_dict(default_configs()["video_vae"]))
     with torch.no_grad():  # posterior std 0.05 at first: at std 1 the decoder sees mostly noise for hundreds of steps
         vae.conv1.bias[vae.config.z_dim:] = POSTERIOR_LOGVAR_INIT
+    if not decoder_only and (Path(workdir) / "init-video_vae.pt").is_file():
+        vae.load_state_dict(torch.load(Path(workdir) / "init-video_vae.pt", weights_only=True))
     if decoder_only:
         vae.load_state_dict(load_checkpoint_weights(workdir, "video_vae"))
         vae.encoder.requires_grad_(False)
         vae.conv1.requires_grad_(False)
 
-    def step(k: int) -> dict:
-        rng = step_rng(seed, k)
-        clips = render_batch(rng, batch, WORLD)
-        starts = rng.integers(0, WORLD.num_frames - crop + 1, batch)
-        x = torch.stack([frames_to_tensor(c.frames[s:s + crop]) for c, s in zip(clips, starts)])
+    def step(k: int, x: torch.Tensor) -> dict:
+        x = x.to(device, non_blocking=True)
         y, mu, logvar = video_vae_forward(vae, x, step_generator(seed, k))
         w = foreground_weight(x)
         err = y - x
@@ -93,9 +121,10 @@ def run_video_vae(workdir: Path, steps: int, minutes: float | None, resume: bool
         return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "kl": kl.detach()}
 
     name = "video_decoder" if decoder_only else "video_vae"
-    cfg = LoopConfig(name, steps=steps, lr=1e-3 if decoder_only else 2e-3, minutes=minutes, warmup=50, seed=seed,
-                     stop_at=stop_at)
-    return train(cfg, vae, step, workdir, resume, progress)
+    lr = lr if lr is not None else 1e-3 if decoder_only else 2e-3
+    cfg = LoopConfig(name, steps=steps, lr=lr, minutes=minutes, warmup=50, seed=seed,
+                     stop_at=stop_at, device=device, workers=workers)
+    return train(cfg, vae, step, workdir, resume, progress, batch_fn=VideoCrops(seed, batch, crop))
 
 
 # ------------------------------------------------------------------------------------------- audio VAE
@@ -144,31 +173,46 @@ def mel_statistics(seed: int, n_clips: int = 256) -> tuple[torch.Tensor, torch.T
     return mel.mean(dim=(0, 2)), mel.std(dim=(0, 2)).clamp(min=0.05)
 
 
-def run_audio_vae(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 2,
+@dataclasses.dataclass(frozen=True, eq=False)
+class StandardisedMels:
+    """The audio VAE's batch of step k: log-mels of fresh clips, standardised per band `[B, n_mels, frames]`."""
+
+    seed: int
+    batch: int
+    mean: torch.Tensor  # [1, n_mels, 1]
+    std: torch.Tensor
+
+    def __call__(self, k: int) -> torch.Tensor:
+        clips = render_batch(step_rng(self.seed, k), self.batch, WORLD)
+        with torch.no_grad():
+            return (MEL(clip_audio(clips)) - self.mean) / self.std
+
+
+def run_audio_vae(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 2,
                   batch: int = 16, kl_weight: float = 1e-2, progress: bool = True, stats_clips: int = 256,
-                  stop_at: int | None = None):
+                  stop_at: int | None = None, device: str = "cpu", workers: int = 0):
     gen = torch.Generator().manual_seed(seed)
     vae = trainable_audio_vae(MMAudioVAEConfig.from_dict(default_configs()["audio_vae"]), gen)
     mean, std = mel_statistics(seed, stats_clips)
     vae.data_mean.copy_(mean.view(1, -1, 1))
     vae.data_std.copy_(std.view(1, -1, 1))
+    batches = StandardisedMels(seed, batch, vae.data_mean.clone(), vae.data_std.clone())
 
-    def step(k: int) -> dict:
-        clips = render_batch(step_rng(seed, k), batch, WORLD)
-        with torch.no_grad():
-            x = (MEL(clip_audio(clips)) - vae.data_mean) / vae.data_std
+    def step(k: int, x: torch.Tensor) -> dict:
+        x = x.to(device, non_blocking=True)
         moments = vae.encoder(x)
         mu, logvar = moments.chunk(2, dim=1)
         # MMAudio's conv_out has no bias to start the posterior narrow (see POSTERIOR_LOGVAR_INIT): shift it here.
         logvar = (logvar + POSTERIOR_LOGVAR_INIT).clamp(-20.0, 10.0)
-        z = mu + torch.randn(mu.shape, generator=step_generator(seed, k)) * (0.5 * logvar).exp()
-        err = vae.decoder(z) - x
+        noise = torch.randn(mu.shape, generator=step_generator(seed, k)).to(device)
+        err = vae.decoder(mu + noise * (0.5 * logvar).exp()) - x
         rec = err.abs().mean() + err.square().mean()
         kl = kl_term(mu, logvar)
         return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "kl": kl.detach()}
 
-    cfg = LoopConfig("audio_vae", steps=steps, lr=3e-3, minutes=minutes, warmup=50, seed=seed, stop_at=stop_at)
-    return train(cfg, vae, step, workdir, resume, progress)
+    cfg = LoopConfig("audio_vae", steps=steps, lr=3e-3, minutes=minutes, warmup=50, seed=seed, stop_at=stop_at,
+                     device=device, workers=workers)
+    return train(cfg, vae, step, workdir, resume, progress, batch_fn=batches)
 
 
 # ------------------------------------------------------------------------------------------- vocoder
@@ -178,20 +222,20 @@ LOG_EPS = 1e-2  # magnitude units: below the sounds, above the point where exact
 
 
 def _magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft, device=x.device), return_complex=True)
     return (spec.real.square() + spec.imag.square() + 1e-12).sqrt()
 
 
-def log_mel(x: torch.Tensor) -> torch.Tensor:
+def log_mel(x: torch.Tensor, mel: MelExtractor = MEL) -> torch.Tensor:
     """MelExtractor's log10-mel with log(x + eps) in place of log(max(x, eps)), so a silent output still gets a
     gradient, and with a larger eps: with 1e-5, matching the exact silence between toy sounds outweighs the
-    sounds themselves and a fresh vocoder learns to output nothing."""
-    cfg = MEL.config
+    sounds themselves and a fresh vocoder learns to output nothing. `mel`: the extractor on x's device."""
+    cfg = mel.config
     pad = (cfg.n_fft - cfg.hop_length) // 2
     x = F.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=MEL.window, center=False, return_complex=True)
+    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, window=mel.window, center=False, return_complex=True)
     mag = (spec.real.square() + spec.imag.square() + 1e-9).sqrt()
-    return torch.log10(MEL.mel_basis @ mag + LOG_EPS)
+    return torch.log10(mel.mel_basis @ mag + LOG_EPS)
 
 
 def stft_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -229,24 +273,38 @@ def voice_rich_batch(rng: np.random.Generator, n: int) -> list:
     return clips
 
 
-def run_vocoder(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 3,
-                batch: int = 4, length: int = 8192, progress: bool = True, stop_at: int | None = None):
+@dataclasses.dataclass(frozen=True)
+class VocoderSegments:
+    """The vocoder's batch of step k: (waveform stretches `[B, length]`, their mels `[B, n_mels, frames]`)."""
+
+    seed: int
+    batch: int
+    length: int
+
+    def __call__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = step_rng(self.seed, k)
+        x = vocoder_segments(voice_rich_batch(rng, self.batch), rng, self.length)
+        with torch.no_grad():
+            return x, MEL(x)
+
+
+def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 3,
+                batch: int = 4, length: int = 8192, progress: bool = True, stop_at: int | None = None,
+                device: str = "cpu", workers: int = 0):
     torch.manual_seed(seed)
     vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
+    mel_here = copy.deepcopy(MEL).to(device)
 
-    def step(k: int) -> dict:
-        rng = step_rng(seed, k)
-        x = vocoder_segments(voice_rich_batch(rng, batch), rng, length)
-        with torch.no_grad():
-            mel = MEL(x)
+    def step(k: int, batch_k: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        x, mel = (t.to(device, non_blocking=True) for t in batch_k)
         y = vocoder(mel)[:, 0]
-        mel_l1 = (log_mel(y) - log_mel(x)).abs().mean()
+        mel_l1 = (log_mel(y, mel_here) - log_mel(x, mel_here)).abs().mean()
         stft = stft_loss(y, x)
         return {"loss": mel_l1 + stft, "mel_l1": mel_l1.detach(), "stft": stft.detach()}
 
     cfg = LoopConfig("vocoder", steps=steps, lr=1e-3, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
-                     stop_at=stop_at)
-    return train(cfg, vocoder, step, workdir, resume, progress)
+                     stop_at=stop_at, device=device, workers=workers)
+    return train(cfg, vocoder, step, workdir, resume, progress, batch_fn=VocoderSegments(seed, batch, length))
 
 
 # ------------------------------------------------------------------------------------------- pre-encoding
@@ -274,12 +332,25 @@ def trained_vocoder(workdir: Path) -> BigVGANVocoder:
     return vocoder.eval().requires_grad_(False)
 
 
-def run_encode(workdir: Path, clips: int, seed: int = 5, shard: int = 0, shards: int = 1, chunk: int = 8) -> Path:
+def cameo_references(video_vae: WanVAE, audio_vae: MMAudioVAE, spec: SceneSpec, rng: np.random.Generator):
+    """Reference latents of a speaking character, made the way a user's profile is (cameo.encode): a fresh
+    recording of the same character (colour and voice) on a random background, its sharpest frames and its
+    longest voiced stretch. Returns raw video latents `[z, k, h, w]` and audio latents `[L_ref, 20]`."""
+    rec = render_clip(cameo_recording_spec(spec.colour, spec.voice, rng), int(rng.integers(2**31)), RECORDING_WORLD)
+    times = np.arange(rec.frames.shape[0]) / RECORDING_WORLD.fps
+    logging.getLogger("jointav.cameo.reference_media").setLevel(logging.ERROR)  # short-voice warnings, by design
+    media = encode_reference_media(video_vae, audio_vae, rec.frames, times, rec.audio)
+    return media.video_latents, media.audio_latents
+
+
+def run_encode(workdir: Path, clips: int, seed: int = 5, shard: int = 0, shards: int = 1, chunk: int = 8,
+               device: str = "cpu") -> Path:
     """Encode clips shard, shard+shards, ... of a fixed training set: raw video VAE means `[N, z, F, h, w]`,
-    audio latents `[N, L, 20]` and the scene of each clip (captions are drawn per step from it)."""
-    video_vae, audio_vae = trained_video_vae(workdir), trained_audio_vae(workdir)
+    audio latents `[N, L, 20]`, the scene of each clip (captions are drawn per step from it) and, for speaking
+    characters, cameo reference latents (None for the other clips)."""
+    video_vae, audio_vae = trained_video_vae(workdir).to(device), trained_audio_vae(workdir).to(device)
     mine = list(range(shard, clips, shards))
-    videos, audios, specs = [], [], []
+    videos, audios, specs, ref_video, ref_audio = [], [], [], [], []
     for start in tqdm(range(0, len(mine), chunk), desc=f"encode {shard}/{shards}", mininterval=5):
         batch = []
         for i in mine[start:start + chunk]:
@@ -287,11 +358,17 @@ def run_encode(workdir: Path, clips: int, seed: int = 5, shard: int = 0, shards:
             spec = sample_spec(rng, "train")
             batch.append(render_clip(spec, int(rng.integers(2**31)), WORLD))
             specs.append(dataclasses.asdict(spec))
-        x = torch.stack([frames_to_tensor(c.frames) for c in batch])
-        videos.append(video_vae.encode(x, normalized=False))
-        audios.append(encode_audio(audio_vae, clip_audio(batch), WORLD.sample_rate, MEL))
+            refs = cameo_references(video_vae, audio_vae, spec, rng) if spec.kind == "speak" else (None, None)
+            ref_video.append(refs[0])
+            ref_audio.append(refs[1])
+        x = torch.stack([frames_to_tensor(c.frames) for c in batch]).to(device)
+        videos.append(video_vae.encode(x, normalized=False).cpu())
+        audios.append(encode_audio(audio_vae, clip_audio(batch), WORLD.sample_rate, MEL).cpu())
     path = Path(workdir) / f"latents-{shard}-of-{shards}.pt"
-    torch.save({"video": torch.cat(videos), "audio": torch.cat(audios), "specs": specs}, path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"video": torch.cat(videos), "audio": torch.cat(audios), "specs": specs,
+                "ref_video": ref_video, "ref_audio": ref_audio}, tmp)
+    os.replace(tmp, path)
     return path
 
 
@@ -300,8 +377,11 @@ def load_latents(workdir: Path) -> dict:
     parts = [torch.load(p, weights_only=True) for p in sorted(Path(workdir).glob("latents-*-of-*.pt"))]
     if not parts:
         raise FileNotFoundError(f"no latents-*.pt in {workdir}: run the 'encode' stage first")
-    return {"video": torch.cat([p["video"] for p in parts]), "audio": torch.cat([p["audio"] for p in parts]),
-            "specs": [s for p in parts for s in p["specs"]]}
+    joined = {"video": torch.cat([p["video"] for p in parts]), "audio": torch.cat([p["audio"] for p in parts]),
+              "specs": [s for p in parts for s in p["specs"]]}
+    for key in ("ref_video", "ref_audio"):  # (sets encoded before the cameo pathway have none)
+        joined[key] = [r for p in parts for r in p.get(key, [None] * len(p["specs"]))]
+    return joined
 
 
 def video_latent_stats(raw: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -327,40 +407,67 @@ def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
-def run_dit(workdir: Path, steps: int, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
-            shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, progress: bool = True,
-            stop_at: int | None = None):
+def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
+            shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, p_cameo: float = 0.5,
+            p_cameo_caption_alone: float = 0.15, progress: bool = True, stop_at: int | None = None,
+            device: str = "cpu", lr: float = 1e-3):
+    """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
+    its character's reference tokens (face and voice from another recording) and a caption that leaves colour
+    and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
+    p_cameo_caption_alone it gets that caption without references, so that without a cameo the model picks a
+    character of its own (the baseline the cameo test compares against)."""
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
-    video = (data["video"] - torch.tensor(mean).view(1, -1, 1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1, 1)
-    audio = data["audio"]
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
+    video = ((data["video"] - mean_t[None]) / std_t[None]).to(device)
+    audio = data["audio"].to(device)
+    ref_video = [None if r is None else ((r - mean_t) / std_t).to(device) for r in data["ref_video"]]
+    ref_audio = [None if r is None else r.to(device) for r in data["ref_audio"]]
     specs = [SceneSpec(**s) for s in data["specs"]]
     model = JointDenoiser(default_configs(), seed)
+    if (Path(workdir) / "init-dit.pt").is_file():  # (a fine-tune of an adopted bundle; see adopt_bundle)
+        model.load_state_dict(torch.load(Path(workdir) / "init-dit.pt", weights_only=True))
 
     def step(k: int) -> dict:
         rng = step_rng(seed, k)
         idx = rng.integers(len(specs), size=batch)
-        captions = [UNCONDITIONAL_PROMPTS[int(rng.integers(len(UNCONDITIONAL_PROMPTS)))] if rng.random() < p_uncond
-                    else training_caption(specs[i], rng) for i in idx]
+        captions, refs = [], []
+        for i in idx:
+            spec, has_refs = specs[i], ref_video[i] is not None
+            draw = rng.random()
+            cameo = has_refs and draw < p_cameo
+            cameo_caption_alone = has_refs and p_cameo <= draw < p_cameo + p_cameo_caption_alone
+            if rng.random() < p_uncond:
+                captions.append(UNCONDITIONAL_PROMPTS[int(rng.integers(len(UNCONDITIONAL_PROMPTS)))])
+            elif cameo or cameo_caption_alone:
+                captions.append(cameo_caption(spec, markup=bool(rng.random() < 0.3)))
+            else:
+                captions.append(training_caption(spec, rng))
+            refs.append(i if cameo else None)
         first_frame = torch.from_numpy(rng.random(batch) < p_first_frame)
         gen = step_generator(seed, k)
         x0v, x0a = video[idx], audio[idx]
-        nv, na = torch.randn(x0v.shape, generator=gen), torch.randn(x0a.shape, generator=gen)
-        sigma = shifted_sigma(torch.rand(batch, generator=gen), shift)
+        nv = torch.randn(x0v.shape, generator=gen).to(device)
+        na = torch.randn(x0a.shape, generator=gen).to(device)
+        sigma = shifted_sigma(torch.rand(batch, generator=gen), shift).to(device)
         sv, sa = sigma.view(-1, 1, 1, 1, 1), sigma.view(-1, 1, 1)
         xv, xa = (1 - sv) * x0v + sv * nv, (1 - sa) * x0a + sa * na
         clean = torch.zeros(batch, x0v.shape[2], dtype=torch.bool)
         clean[:, 0] = first_frame
-        xv[:, :, 0][first_frame] = x0v[:, :, 0][first_frame]
-        context = model.text_encoder.encode(captions)
-        pv, pa = model.dit(xv, xa, 1000 * sigma, context, context, video_clean=clean)
+        clean = clean.to(device)
+        xv[:, :, 0][clean[:, 0]] = x0v[:, :, 0][clean[:, 0]]
+        context = model.text_encoder.encode(captions)  # (on the model's device)
+        with_refs = any(r is not None for r in refs)
+        pv, pa = model.dit(xv, xa, 1000 * sigma, context, context, video_clean=clean,
+                           video_reference=[None if r is None else ref_video[r] for r in refs] if with_refs else None,
+                           audio_reference=[None if r is None else ref_audio[r] for r in refs] if with_refs else None)
         weight = (~clean).float().view(batch, 1, -1, 1, 1).expand_as(pv)
         loss_v = ((pv - (nv - x0v)).square() * weight).sum() / weight.sum()
         loss_a = (pa - (na - x0a)).square().mean()
         return {"loss": loss_v + loss_a, "video": loss_v.detach(), "audio": loss_a.detach()}
 
-    cfg = LoopConfig("dit", steps=steps, lr=1e-3, minutes=minutes, warmup=100, ema_decay=0.995, seed=seed,
-                     stop_at=stop_at)
+    cfg = LoopConfig("dit", steps=steps, lr=lr, minutes=minutes, warmup=100, ema_decay=0.995, seed=seed,
+                     stop_at=stop_at, device=device)
     return train(cfg, model, step, workdir, resume, progress)
 
 
@@ -381,3 +488,42 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     path = Path(out) if out else BUNDLE_DIR / BUNDLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
+
+
+def export_curves(workdir: Path) -> Path:
+    """curves.json: each trained stage's loss curve, steps and seconds, small enough to copy off a training
+    machine without its checkpoints (training.report reads it when the checkpoints are not there)."""
+    out = {}
+    for name in ("video_vae", "audio_vae", "vocoder", "dit", "video_decoder"):
+        if checkpoint_path(workdir, name).is_file():
+            curve, steps, seconds = load_curve(workdir, name)
+            out[name] = {"curve": curve, "steps": steps, "seconds": seconds}
+    path = Path(workdir) / "curves.json"
+    path.write_text(json.dumps(out))
+    return path
+
+
+def adopt_bundle(workdir: Path, bundle: Path) -> Path:
+    """Start a workdir from a trained bundle, to fine-tune it: the audio VAE and vocoder become finished stages
+    (checkpoints without optimizer state), the video VAE and the DiT + text encoder become the starting weights
+    of fresh `video_vae` and `dit` runs (init-*.pt)."""
+    from ..pipeline.default_model import load_bundle
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    parts = load_bundle(bundle)
+    done = {"optimizer": None, "step": 0, "planned": 0, "seconds": 0.0, "curve": [], "window": {}}
+    audio = {}  # the trainable (parametrised) form: unit-norm rows are their own normalisation
+    for key, value in parts.audio_vae.state_dict().items():
+        module = parts.audio_vae.get_submodule(key.rsplit(".", 1)[0]) if "." in key else None
+        is_conv = key.endswith(".weight") and value.ndim == 3 and isinstance(getattr(module, "weight", None),
+                                                                              torch.nn.Parameter)
+        audio[key[: -len(".weight")] + ".parametrizations.weight.original" if is_conv else key] = value
+    torch.save({**done, "model": audio, "ema": None}, checkpoint_path(workdir, "audio_vae"))
+    vocoder = parts.vocoder.state_dict()
+    torch.save({**done, "model": vocoder, "ema": vocoder}, checkpoint_path(workdir, "vocoder"))
+    torch.save(parts.video_vae.state_dict(), workdir / "init-video_vae.pt")
+    torch.save({**{f"dit.{k}": v for k, v in parts.dit.state_dict().items()},
+                **{f"text_encoder.{k}": v for k, v in parts.text_encoder.state_dict().items()}},
+               workdir / "init-dit.pt")
+    return workdir

@@ -2,6 +2,11 @@
 
     python -m jointav.training.train_default --stage video_vae --minutes 18 --resume
     python -m jointav.training.train_default --stage all --resume        # every stage in order
+    python -m jointav.training.train_default --plan gpu --device cuda --stage video_vae   # GPU sizes
+
+The `cpu` plan fits the 2-core CPU budget (about 2 hours for all stages); the `gpu` plan gives each stage a
+time cap instead of a step count (the schedule is planned from the measured speed) and larger batches;
+scripts/train_default_gpu.sh runs it on one GPU in about 20 minutes.
 
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
 writes default_model/jointav-default.safetensors (or --out).
@@ -17,35 +22,46 @@ import torch
 
 from ..pipeline.default_model import BUNDLE_DIR
 from . import stages
-from .evaluate import evaluate_default_model
 from .report import write_report
 
-STAGES = ("video_vae", "audio_vae", "vocoder", "encode", "dit", "video_decoder", "bundle", "report")
-# Planned steps per stage (the learning-rate schedules span these) and the minutes they take on 2 CPU cores.
-PLAN = {"video_vae": (2000, 32), "audio_vae": (900, 12), "vocoder": (2500, 55), "dit": (1500, 36),
-        "video_decoder": (2000, 36)}
+STAGES = ("video_vae", "audio_vae", "vocoder", "encode", "dit", "video_decoder", "bundle", "export", "report")
+# Per stage: planned steps (the learning-rate schedule spans these; None: planned from the time cap), the time
+# cap in minutes, and batch-size / data-worker settings.
+PLANS = {
+    "cpu": {"video_vae": dict(steps=2000, minutes=32), "audio_vae": dict(steps=900, minutes=12),
+            "vocoder": dict(steps=2500, minutes=55), "dit": dict(steps=1500, minutes=36),
+            "video_decoder": dict(steps=2000, minutes=36), "encode": dict(clips=2400)},
+    "gpu": {"video_vae": dict(steps=None, minutes=6, batch=16, workers=5),
+            "audio_vae": dict(steps=None, minutes=6, batch=32, workers=3),
+            "vocoder": dict(steps=None, minutes=6, batch=16, workers=5),
+            "dit": dict(steps=None, minutes=9.5, batch=64),
+            "video_decoder": dict(steps=None, minutes=6, batch=16, workers=4), "encode": dict(clips=12000)},
+}
 DEFAULT_WORKDIR = Path(os.environ.get("JOINTAV_TRAIN_DIR", Path.home() / ".cache" / "jointav-train"))
 
 
-def run_stage(stage: str, workdir: Path, minutes: float | None, steps: int | None, resume: bool,
-              out: Path | None = None, clips: int = 2400, shard: int = 0, shards: int = 1) -> None:
-    planned_steps, planned_minutes = PLAN.get(stage, (None, None))
-    steps = steps or planned_steps
-    minutes = minutes if minutes is not None else planned_minutes
-    if stage == "video_vae":
-        stages.run_video_vae(workdir, steps, minutes, resume)
-    elif stage == "video_decoder":
-        stages.run_video_vae(workdir, steps, minutes, resume, decoder_only=True)
-    elif stage == "audio_vae":
-        stages.run_audio_vae(workdir, steps, minutes, resume)
-    elif stage == "vocoder":
-        stages.run_vocoder(workdir, steps, minutes, resume)
+def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = None, shard: int = 0,
+              shards: int = 1, device: str = "cpu", **overrides) -> None:
+    """One stage with the plan's settings; `overrides` (steps, minutes, batch, workers, clips) replace them
+    where not None."""
+    settings = {**PLANS[plan].get(stage, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    resume = settings.pop("resume", False)
+    trains = {"video_vae": stages.run_video_vae, "audio_vae": stages.run_audio_vae, "vocoder": stages.run_vocoder,
+              "dit": stages.run_dit}
+    if stage in trains or stage == "video_decoder":
+        run = trains.get(stage, stages.run_video_vae)
+        extra = {"decoder_only": True} if stage == "video_decoder" else {}
+        settings.pop("clips", None)
+        if stage == "dit":
+            settings.pop("workers", None)  # its batches are slices of the pre-encoded set: nothing to build ahead
+        run(workdir, settings.pop("steps", None), settings.pop("minutes", None), resume, device=device, **settings,
+            **extra)
     elif stage == "encode":
-        stages.run_encode(workdir, clips, shard=shard, shards=shards)
-    elif stage == "dit":
-        stages.run_dit(workdir, steps, minutes, resume)
+        stages.run_encode(workdir, settings.get("clips", 2400), shard=shard, shards=shards, device=device)
     elif stage == "bundle":
         print(stages.run_bundle(workdir, out))
+    elif stage == "export":
+        print(stages.export_curves(workdir))
     elif stage == "report":
         print(write_training_note(workdir))
 
@@ -81,6 +97,8 @@ How this run really went (2 CPU cores shared with other jobs, so steps/s varied 
 
 
 def write_training_note(workdir: Path, steps: int = EVAL_STEPS) -> Path:
+    from .evaluate import evaluate_default_model  # (the media stack is needed to evaluate, not to train)
+
     figures = evaluate_default_model(20, steps=steps)
     print(figures["summary"])
     return write_report(BUNDLE_DIR / "TRAINING.md", workdir, figures, DESIGN_NOTES, steps)
@@ -90,20 +108,29 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jointav.training.train_default", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", required=True, choices=(*STAGES, "all"))
+    p.add_argument("--plan", choices=tuple(PLANS), default="cpu", help="stage sizes and time caps (default: cpu)")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock cap for this call (default: the plan's)")
     p.add_argument("--steps", type=int, default=None, help="planned total steps of the stage (default: the plan's)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default: the plan's)")
+    p.add_argument("--workers", type=int, default=None, help="processes building batches ahead (default: the plan's)")
+    p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
-    p.add_argument("--clips", type=int, default=2400, help="clips in the pre-encoded DiT training set")
+    p.add_argument("--clips", type=int, default=None, help="clips in the pre-encoded DiT training set (default: "
+                   "the plan's)")
     p.add_argument("--shard", type=int, default=0, help="encode: this process encodes clips shard, shard+shards, ...")
     p.add_argument("--shards", type=int, default=1, help="encode: the number of encoding processes")
     p.add_argument("--out", type=Path, default=None, help="bundle path (default: default_model/)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on 2 shared cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     for stage in STAGES if args.stage == "all" else (args.stage,):
-        run_stage(stage, args.workdir, args.minutes, args.steps, args.resume, args.out, args.clips, args.shard,
-                  args.shards)
+        run_stage(stage, args.workdir, args.plan, args.out, args.shard, args.shards, args.device,
+                  minutes=args.minutes, steps=args.steps, batch=args.batch, workers=args.workers, clips=args.clips,
+                  resume=args.resume)
     return 0
 
 

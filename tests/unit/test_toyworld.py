@@ -143,3 +143,16 @@ def test_a_clip_renders_well_under_50_ms():
         render_clip(spec, i)
         times.append(time.perf_counter() - start)
     assert np.median(times) < 0.05, times
+
+
+def test_a_cameo_caption_leaves_the_look_and_the_voice_to_the_cameo():
+    from jointav.toyworld import cameo_caption
+    from jointav.toyworld.vocabulary import OBJECT_COLOURS, VOICES
+
+    spec = SceneSpec("speak", "purple", "character", 2, "gray", voice="high")
+    for markup in (False, True):
+        words = set(cameo_caption(spec, markup).replace("<", " <").replace(">", "> ").split())
+        assert not words & (set(OBJECT_COLOURS) | set(VOICES)), words
+        assert "gray" in words and ("two" in words or cameo_caption(spec, markup).count("la") == 2)
+    with pytest.raises(InputValueError, match="speaking character"):
+        cameo_caption(SceneSpec("bounce", "red", "ball", 1, "black", position="left", sound="thud"))

@@ -83,3 +83,63 @@ def test_stages_chain_into_a_bundle_the_pipeline_samples_from(tmp_path):
     audio = api.decode_audio(decoders, out, sample_rate=16000, channels=1)
     assert frames.shape == (13, 64, 64, 3) and torch.isfinite(frames).all()
     assert audio["waveform"].shape[-1] == out.audio.shape[1] * 512 and torch.isfinite(audio["waveform"]).all()
+
+
+def test_batches_built_in_worker_processes_train_the_same_weights_as_inline(tmp_path):
+    torch.set_num_threads(1)
+    inline, workers = tmp_path / "inline", tmp_path / "workers"
+    for d, n in ((inline, 0), (workers, 2)):
+        stages.run_audio_vae(d, 3, None, False, batch=2, stats_clips=4, progress=False, workers=n)
+    _assert_same_run(_saved(inline, "audio_vae"), _saved(workers, "audio_vae"))
+
+
+def test_a_time_capped_run_plans_its_schedule_from_its_measured_speed(tmp_path):
+    import time
+
+    from jointav.training.loop import LoopConfig, learning_rate, train
+
+    model = torch.nn.Linear(2, 1)
+
+    def step(k):
+        time.sleep(0.01)
+        return {"loss": model(torch.ones(1, 2)).square().sum()}
+
+    cfg = LoopConfig("timed", steps=None, lr=1e-2, minutes=0.05, warmup=2, plan_after=5)
+    state, _ = train(cfg, model, step, tmp_path, resume=False, show_progress=False)
+    assert state.planned is not None and 10 < state.planned < 400  # ~3 s at ~10 ms a step, with a margin
+    assert state.step == state.planned, "the planned schedule should end inside the time cap"
+    assert learning_rate(cfg, state.planned, state.planned) == pytest.approx(1e-2 * cfg.final_lr_fraction)
+    assert _saved(tmp_path, "timed")["planned"] == state.planned  # a resumed run keeps the same schedule
+
+
+def test_an_adopted_bundle_is_where_fine_tuning_starts(tmp_path):
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    parts = random_default(seed=3)
+    bundle = save_bundle(parts, tmp_path / "b.safetensors", default_configs())
+    work = stages.adopt_bundle(tmp_path / "work", bundle)
+    audio = stages.trained_audio_vae(work)
+    for key, value in parts.audio_vae.state_dict().items():
+        assert torch.allclose(audio.state_dict()[key], value, atol=1e-3), key
+    vocoder = stages.trained_vocoder(work)
+    assert all(torch.equal(vocoder.state_dict()[k], v) for k, v in parts.vocoder.state_dict().items())
+    # One step at a negligible learning rate: the run must have started from the bundle's weights.
+    torch.set_num_threads(1)
+    stages.run_video_vae(work, 1, None, False, batch=1, crop=5, progress=False, lr=1e-12)
+    trained = _saved(work, "video_vae")["model"]
+    assert all(torch.allclose(trained[k], v, atol=1e-6) for k, v in parts.video_vae.state_dict().items())
+
+
+def test_encoding_keeps_cameo_references_of_every_speaking_character(tmp_path):
+    torch.set_num_threads(1)
+    stages.run_video_vae(tmp_path, 1, None, False, batch=1, crop=5, progress=False)
+    stages.run_audio_vae(tmp_path, 1, None, False, batch=2, stats_clips=4, progress=False)
+    stages.run_encode(tmp_path, clips=8)
+    data = stages.load_latents(tmp_path)
+    speaking = [s["kind"] == "speak" for s in data["specs"]]
+    assert any(speaking) and not all(speaking)
+    z = stages.default_configs()["video_vae"]["z_dim"]
+    for is_speaking, video, audio in zip(speaking, data["ref_video"], data["ref_audio"]):
+        assert (video is not None) == (audio is not None) == is_speaking
+        if is_speaking:  # two 64-pixel face crops, and at least a second of voice (32 latents of 512 samples)
+            assert video.shape == (z, 2, 8, 8) and audio.shape[1] == 20 and audio.shape[0] >= 32
