@@ -10,11 +10,13 @@ from pathlib import Path
 from .loop import checkpoint_path, load_curve
 
 STAGE_NOTES = {
-    "video_vae": "Wan2.2-block VAE (8x space, 4x time, z=16): foreground-weighted L1+L2 on 9-frame crops, KL 1e-3",
+    "video_vae": "Wan2.2-block VAE (widths 16/32, 8x space, 4x time, z=16): foreground-weighted L1+L2, KL 1e-3 "
+                 "(the exported GPU run on 9-frame crops, the fine-tune on whole 25-frame clips)",
     "video_decoder": "the video VAE's decoder fine-tuned, encoder frozen (the DiT's latents stay valid)",
     "audio_vae": "MMAudio mel VAE (hidden 16): L1+L2 on standardised toy log-mels, KL 1e-2",
     "vocoder": "BigVGAN (rates 8-4-4-2, 128 channels): log-mel L1 + 4-resolution STFT, no discriminator",
-    "dit": "fusion DiT (3 blocks, dim 128) + toy text encoder: flow matching, 10% caption dropout, 20% i2v",
+    "dit": "fusion DiT (4 blocks, dim 128, patch 1x2x2) + toy text encoder: flow matching, 10% caption dropout, "
+           "20% i2v, cameo reference tokens on half of the speaking clips",
 }
 
 
@@ -31,37 +33,47 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _table(title: str, note: str, curve: list) -> list[str]:
+    out = [f"### {title}\n\n{note}.\n"]
+    if curve:
+        keys = list(curve[0])
+        out.append("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+        out += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in _rows(curve)]
+    return out + [""]
+
+
 def curve_tables(workdir: Path) -> tuple[str, float]:
-    """Markdown tables of every trained stage's curve, and the total training seconds."""
+    """Markdown tables of every trained stage's curve, and the total training seconds. Curves exported from
+    another machine (curves.json, see stages.export_curves) come first, then this workdir's checkpoints (a
+    fine-tune of an adopted bundle continues the exported run)."""
     out, total = [], 0.0
-    exported = Path(workdir) / "curves.json"  # (stages.export_curves: curves copied off a training machine)
+    exported = Path(workdir) / "curves.json"
     exported = json.loads(exported.read_text()) if exported.is_file() else {}
     for name, note in STAGE_NOTES.items():
+        if name in exported:
+            steps, seconds = exported[name]["steps"], exported[name]["seconds"]
+            total += seconds
+            out += _table(f"{name}: {steps} steps, {seconds / 60:.1f} min (exported run)", note,
+                          exported[name]["curve"])
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
-        elif name in exported:
-            curve, steps, seconds = (exported[name][k] for k in ("curve", "steps", "seconds"))
-        else:
-            continue
-        total += seconds
-        out.append(f"### {name}: {steps} steps, {seconds / 60:.1f} min\n\n{note}.\n")
-        if curve:
-            keys = list(curve[0])
-            out.append("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
-            out += ["| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |" for r in _rows(curve)]
-        out.append("")
+            if steps == 0:  # an adopted stage: its weights came from the bundle, it did not train here
+                continue
+            total += seconds
+            title = f"{name}: {steps} steps, {seconds / 60:.1f} min" + (" (fine-tune here)" if name in exported else "")
+            out += _table(title, note, curve)
     return "\n".join(out), total
 
 
 def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, eval_steps: int,
-                 encode_seconds: float | None = None) -> Path:
+                 encode_seconds: float | None = None, cameo: dict | None = None) -> Path:
     tables, seconds = curve_tables(workdir)
     lines = [
         "# Training of the embedded default model",
         "",
         f"Written by `python -m jointav.training.train_default --stage report` on {time.strftime('%Y-%m-%d %H:%M')}.",
         "",
-        f"Training time (sum of the stages' step time, CPU, 1 thread per process on 2 shared cores): "
+        f"Training time (sum of the step time of every run below): "
         f"{seconds / 60:.1f} min" + (f", plus {encode_seconds / 60:.1f} min pre-encoding" if encode_seconds else "")
         + ".",
         "",
@@ -79,5 +91,10 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['caption']} | {r['video_events']} | {r['audio_onsets']} | {_fmt(r['offset'])} | "
                   f"{r['colour']} | {r['pitch_class']} |" for r in figures["per_clip"]]
+    if cameo is not None:
+        lines += ["", "## Cameo: 20 captions with and without a cameo profile", "",
+                  "Profiles made from MP4 recordings by `pipeline.cameo.create_profile`; captions name neither colour "
+                  "nor voice; reference tokens (mode `reference_tokens`), same seed with and without.", "",
+                  "```", cameo["summary"], "```"]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -190,7 +190,7 @@ class StandardisedMels:
 
 def run_audio_vae(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 2,
                   batch: int = 16, kl_weight: float = 1e-2, progress: bool = True, stats_clips: int = 256,
-                  stop_at: int | None = None, device: str = "cpu", workers: int = 0):
+                  stop_at: int | None = None, device: str = "cpu", workers: int = 0, lr: float = 3e-3):
     gen = torch.Generator().manual_seed(seed)
     vae = trainable_audio_vae(MMAudioVAEConfig.from_dict(default_configs()["audio_vae"]), gen)
     mean, std = mel_statistics(seed, stats_clips)
@@ -210,7 +210,7 @@ def run_audio_vae(workdir: Path, steps: int | None, minutes: float | None, resum
         kl = kl_term(mu, logvar)
         return {"loss": rec + kl_weight * kl, "rec": rec.detach(), "kl": kl.detach()}
 
-    cfg = LoopConfig("audio_vae", steps=steps, lr=3e-3, minutes=minutes, warmup=50, seed=seed, stop_at=stop_at,
+    cfg = LoopConfig("audio_vae", steps=steps, lr=lr, minutes=minutes, warmup=50, seed=seed, stop_at=stop_at,
                      device=device, workers=workers)
     return train(cfg, vae, step, workdir, resume, progress, batch_fn=batches)
 
@@ -290,7 +290,7 @@ class VocoderSegments:
 
 def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 3,
                 batch: int = 4, length: int = 8192, progress: bool = True, stop_at: int | None = None,
-                device: str = "cpu", workers: int = 0):
+                device: str = "cpu", workers: int = 0, lr: float = 1e-3):
     torch.manual_seed(seed)
     vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
     mel_here = copy.deepcopy(MEL).to(device)
@@ -302,7 +302,7 @@ def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume:
         stft = stft_loss(y, x)
         return {"loss": mel_l1 + stft, "mel_l1": mel_l1.detach(), "stft": stft.detach()}
 
-    cfg = LoopConfig("vocoder", steps=steps, lr=1e-3, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
+    cfg = LoopConfig("vocoder", steps=steps, lr=lr, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
                      stop_at=stop_at, device=device, workers=workers)
     return train(cfg, vocoder, step, workdir, resume, progress, batch_fn=VocoderSegments(seed, batch, length))
 

@@ -36,16 +36,9 @@ def test_prints_the_figures(figures, capsys):
 
 
 @BELOW_TARGET
-def test_the_cameo_look_appears_with_it_and_not_without(figures):
-    assert figures["colour_with"] >= 0.8, f"cameo colour in {figures['colour_with']:.0%} of clips, expected >= 80%"
-    assert figures["colour_without"] <= figures["colour_chance"], (
-        f"without the cameo its colour still shows in {figures['colour_without']:.0%}, above chance "
-        f"{figures['colour_chance']:.0%}")
-
-
-@BELOW_TARGET
-def test_the_cameo_voice_is_heard_with_it_and_not_without(figures):
-    assert figures["pitch_with"] >= 0.8, f"cameo voice in {figures['pitch_with']:.0%} of clips, expected >= 80%"
-    assert figures["pitch_without"] <= figures["pitch_chance"], (
-        f"without the cameo its voice still shows in {figures['pitch_without']:.0%}, above chance "
-        f"{figures['pitch_chance']:.0%}")
+@pytest.mark.parametrize("measure,what", [("colour", "look"), ("pitch", "voice")])
+def test_the_cameo_appears_with_it_and_not_without(figures, measure, what):
+    with_it, without, chance = (figures[f"{measure}_{k}"] for k in ("with", "without", "chance"))
+    assert with_it >= 0.8, f"the cameo's {what} ({measure}) in {with_it:.0%} of clips made with it, expected >= 80%"
+    assert without <= chance, (f"without the cameo its {what} ({measure}) still shows in {without:.0%} of clips, "
+                               f"above the chance rate {chance:.0%}")
