@@ -57,10 +57,12 @@ def first_frame_conditioning(profile: Profile, video_vae, height: int, width: in
     return FirstFrame(latent[None])
 
 
-def reference_conditioning(profile: Profile, *, video: bool = True, audio: bool = True) -> CameoReference:
+def reference_conditioning(profile: Profile, *, video: bool = True, audio: bool = True,
+                           guided: bool = False) -> CameoReference:
     """The profile's face latents `[1, C, k, h, w]` and/or voice latents `[1, L_ref, C]` as reference tokens
-    (EXPERIMENTAL with Ovi weights; see the module docstring)."""
+    (EXPERIMENTAL with Ovi weights; see the module docstring). guided: leave them out of the guidance's negative
+    pass (for models trained with reference dropout; samplers.guidance)."""
     if not (video or audio):
         raise InputValueError("reference_conditioning: video=False and audio=False; expected at least one of them")
     return CameoReference(video=profile.video_latents[None] if video else None,
-                          audio=profile.audio_latents[None] if audio else None, profile_id=profile.id)
+                          audio=profile.audio_latents[None] if audio else None, guided=guided, profile_id=profile.id)

@@ -45,9 +45,13 @@ def register(subparsers) -> None:
     p.add_argument("--cameo", metavar="PROFILE_DIR",
                    help="a cameo profile folder ('jointav cameo create'); its consent record must grant this "
                         "machine's operator key ('jointav cameo grant'), and the use is logged")
-    p.add_argument("--cameo-mode", default="first_frame", choices=["first_frame", "reference_tokens", "both"],
-                   help="how the cameo conditions the clip: its frame as the first frame (supported), reference "
-                        "tokens (EXPERIMENTAL with Ovi weights), or both")
+    p.add_argument("--cameo-mode", default="auto", choices=["auto", "first_frame", "reference_tokens", "both"],
+                   help="how the cameo conditions the clip: its frame as the first frame (supported with Ovi), "
+                        "reference tokens (EXPERIMENTAL with Ovi weights), or both; auto: the model's choice "
+                        "(first_frame for Ovi, both for the embedded default)")
+    p.add_argument("--cameo-reference-guidance", default="auto", choices=["auto", "on", "off"],
+                   help="with reference tokens: guide toward them too (on) or only toward the text (off); auto: the "
+                        "model's setting (on for the embedded default, trained for it; off for Ovi)")
     p.set_defaults(func=run)
 
 
@@ -66,7 +70,7 @@ def run(args) -> int:
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
         device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, cameo=args.cameo,
-        cameo_mode=args.cameo_mode)
+        cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
     start = time.perf_counter()
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)
 

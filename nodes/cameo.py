@@ -17,7 +17,7 @@ from ..cameo.consent_gate import consent_check_for, consent_status
 from ..cameo.profile import MANIFEST_NAME, Profile
 from ..cameo.reference_media import VOICE_RATE
 from ..errors import InputValueError
-from ..pipeline.cameo import MODES, apply_cameo, create_profile, load_profile
+from ..pipeline.cameo import MODE_CHOICES, REFERENCE_GUIDANCE, apply_cameo, create_profile, load_profile
 from .failures import node_errors
 from .types import CATEGORY, JointAVCameo, JointAVDecoders, JointAVLatent, JointAVModel
 
@@ -188,11 +188,18 @@ class ApplyCameo(io.ComfyNode):
                 JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the cameo's first frame."),
                 JointAVLatent.Input("latent", tooltip="The empty (or image-to-AV) latent, before the sampler."),
                 JointAVCameo.Input("cameo"),
-                io.Combo.Input("mode", options=list(MODES), default="first_frame",
+                io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto",
                                tooltip="first_frame: the cameo's best frame becomes the clip's first frame (the "
-                                       "supported path). reference_tokens: face and voice latents as extra tokens "
-                                       "outside the clip; EXPERIMENTAL with Ovi weights (never trained with them). "
-                                       "both: the two together."),
+                                       "supported path with Ovi). reference_tokens: face and voice latents as extra "
+                                       "tokens outside the clip; EXPERIMENTAL with Ovi weights (never trained with "
+                                       "them). both: the two together. auto: the model's choice (first_frame for "
+                                       "Ovi, both for the embedded default, which was trained with reference "
+                                       "tokens)."),
+                io.Combo.Input("reference_guidance", options=list(REFERENCE_GUIDANCE), default="auto", optional=True,
+                               tooltip="With reference tokens: on = the sampler's guidance steers toward the cameo "
+                                       "too (they are left out of its negative pass); off = toward the text only. "
+                                       "auto: the model's setting (on for the embedded default, which was trained "
+                                       "for it; off for Ovi)."),
             ],
             outputs=[JointAVLatent.Output(display_name="latent")],
         )
@@ -202,9 +209,11 @@ class ApplyCameo(io.ComfyNode):
         return float("nan")  # consent can be revoked or expire between runs: check it every time
 
     @classmethod
-    def execute(cls, model, decoders, latent, cameo, mode: str) -> io.NodeOutput:
-        if mode != "first_frame":  # reference tokens check the profile's encoders against these
-            decoders = decoders
+    def execute(cls, model, decoders, latent, cameo, mode: str, reference_guidance: str = "auto") -> io.NodeOutput:
         with node_errors(cls.NAME):
-            applied = apply_cameo(model, decoders, latent, cameo, mode=mode, consent_check=consent_check_for())
+            if reference_guidance not in REFERENCE_GUIDANCE:
+                raise InputValueError(f"reference_guidance={reference_guidance!r}: expected one of "
+                                      f"{', '.join(REFERENCE_GUIDANCE)}")
+            applied = apply_cameo(model, decoders, latent, cameo, mode=mode, consent_check=consent_check_for(),
+                                  reference_guidance=REFERENCE_GUIDANCE[reference_guidance])
         return io.NodeOutput(applied)

@@ -34,6 +34,12 @@ from .types import Decoders, JointLatent, JointModel
 log = logging.getLogger(__name__)
 
 MODES = ("first_frame", "reference_tokens", "both")
+# What a user picks: a mode, or "auto" = the model's own (ModelSpec.cameo_mode: first_frame for Ovi, the path its
+# weights support; both for the embedded default, trained with reference tokens).
+MODE_CHOICES = ("auto", *MODES)
+# How the reference tokens meet classifier-free guidance (samplers.guidance): auto = the model's own setting
+# (ModelSpec.reference_guidance), on = guided (left out of the negative pass), off = in both passes.
+REFERENCE_GUIDANCE = {"auto": None, "on": True, "off": False}
 MAX_STORED_SIDE = 1024  # stored frames are scaled down to this longer side
 ConsentCheck = Callable[[Profile], object]
 
@@ -164,18 +170,23 @@ def load_profile(path: str | Path, model: JointModel, decoders: Decoders) -> Pro
 
 
 def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, profile: Profile, *,
-                mode: str = "first_frame", consent_check: ConsentCheck | None = None) -> JointLatent:
+                mode: str = "auto", consent_check: ConsentCheck | None = None,
+                reference_guidance: bool | None = None) -> JointLatent:
     """The latent with the cameo's conditionings added (a new JointLatent; the input is not changed).
 
     mode: "first_frame" (supported: the profile's best frame fitted to the clip, held as frame 0),
-    "reference_tokens" (EXPERIMENTAL with Ovi weights: face and voice latents as tokens outside the clip) or
-    "both". consent_check(profile) runs first; it refuses by raising (a False return is refused too), and then
-    nothing is conditioned. When it returns a ConsentDecision (cameo.consent_gate.consent_check_for), the
-    decision is recorded on the latent (a CameoUse, and the same keys in `provenance`) for the clip's manifest
-    and the usage log; one cameo per clip.
+    "reference_tokens" (EXPERIMENTAL with Ovi weights: face and voice latents as tokens outside the clip),
+    "both", or "auto" (the model's ModelSpec.cameo_mode). reference_guidance: whether guidance steers toward the reference tokens too (None: the model's
+    ModelSpec.reference_guidance, on for the embedded default, which was trained for it, off for Ovi).
+    consent_check(profile) runs first; it refuses by raising (a False return is refused too), and then nothing
+    is conditioned. When it returns a ConsentDecision (cameo.consent_gate.consent_check_for), the decision is
+    recorded on the latent (a CameoUse, and the same keys in `provenance`) for the clip's manifest and the
+    usage log; one cameo per clip.
     """
-    if mode not in MODES:
-        raise InputValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+    if mode not in MODE_CHOICES:
+        raise InputValueError(f"mode={mode!r}: expected one of {', '.join(MODE_CHOICES)}")
+    if mode == "auto":
+        mode = model.spec.cameo_mode
     decision = consent_check(profile) if consent_check is not None else None
     if decision is False:
         raise InputValueError(f"cameo {profile.name} ({profile.id[:12]}): the consent check refused this use")
@@ -211,7 +222,8 @@ def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, prof
         height, width = latent.video.shape[3] * factor, latent.video.shape[4] * factor
         added.append(first_frame_conditioning(profile, decoders.video_vae, height, width))
     if uses_tokens:
-        added.append(reference_conditioning(profile))
+        guided = model.spec.reference_guidance if reference_guidance is None else bool(reference_guidance)
+        added.append(reference_conditioning(profile, guided=guided))
     if use is None:
         return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added])
     return dataclasses.replace(latent, conditionings=[*latent.conditionings, *added, use],

@@ -17,7 +17,7 @@ from ..cameo.consent_gate import consent_check_for
 from ..errors import CheckpointFileError, InputValueError
 from ..provenance import ProvenanceInfo, embed_watermark, local_watermark_key, sign_output
 from . import api
-from .cameo import apply_cameo, cameo_provenance, load_profile, log_cameo_use
+from .cameo import REFERENCE_GUIDANCE, apply_cameo, cameo_provenance, load_profile, log_cameo_use
 
 
 @dataclass
@@ -47,7 +47,8 @@ class GenerationRequest:
     weight_dtype: str = "auto"
     attention_backend: str = "auto"
     cameo: str | None = None  # a cameo profile folder: its consent must grant this machine's operator key
-    cameo_mode: str = "first_frame"  # pipeline.cameo.MODES; reference tokens are experimental with Ovi weights
+    cameo_mode: str = "auto"  # pipeline.cameo.MODE_CHOICES; reference tokens are experimental with Ovi weights
+    cameo_reference_guidance: str = "auto"  # pipeline.cameo.REFERENCE_GUIDANCE
 
 
 @dataclass
@@ -89,7 +90,11 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
         latent = api.empty_latent(model, duration, height, width)
     if req.cameo is not None:
         profile = load_profile(req.cameo, model, decoders)
-        latent = apply_cameo(model, decoders, latent, profile, mode=req.cameo_mode, consent_check=consent_check_for())
+        if req.cameo_reference_guidance not in REFERENCE_GUIDANCE:
+            raise InputValueError(f"cameo_reference_guidance={req.cameo_reference_guidance!r}: expected one of "
+                                  f"{', '.join(REFERENCE_GUIDANCE)}")
+        latent = apply_cameo(model, decoders, latent, profile, mode=req.cameo_mode, consent_check=consent_check_for(),
+                             reference_guidance=REFERENCE_GUIDANCE[req.cameo_reference_guidance])
     latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
                         solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
                         audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)

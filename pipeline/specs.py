@@ -39,8 +39,12 @@ DEFAULT_SPEC = ModelSpec(
     resolutions=((64, 64), (64, 96), (96, 64), (128, 128)),
     caption_style=AudioCaptionStyle.TAGS, text_encoder="embedded", video_latent_channels=16, vae_space_factor=8,
     audio_per_video_frame=Fraction(4 * 16000, 512) / Fraction(DEFAULT_FPS).limit_denominator(),
-    default_skip_layer=1,
+    # Skip-layer guidance off: with 4 blocks, skipping one leaves a negative pass too unlike the model (on 20
+    # validation captions, not the test's, skipping block 1 halved the bounce counts kept and blurred sync).
+    default_skip_layer=None,
     default_steps=24,
+    reference_guidance=True,
+    cameo_mode="both",
 )
 
 FAMILIES = {spec.family: spec for spec in (OVI_720_5S, OVI_960_5S, OVI_960_10S, DEFAULT_SPEC)}

@@ -38,8 +38,12 @@ class ModelSpec:
     target_area: int | None = None  # pixels; None = any size that divides
     # audio latents per video latent-frame interval; ties the two lengths (samplers.audio_latent_length)
     audio_per_video_frame: Fraction = Fraction(157, 30)
-    default_skip_layer: int = 11  # the block skipped in the negative pass (skip-layer guidance)
+    default_skip_layer: int | None = 11  # the block skipped in the negative pass (skip-layer guidance); None: off
     default_steps: int = 50
+    # Trained with reference tokens dropped at random, so cameo references may be guided (left out of the negative
+    # pass; samplers.guidance). False for Ovi, whose weights never saw reference tokens.
+    reference_guidance: bool = False
+    cameo_mode: str = "first_frame"  # what cameo mode "auto" means for this family (pipeline.cameo.MODES)
 
     def duration_preset(self, name: str) -> DurationPreset:
         for preset in self.durations:

@@ -4,10 +4,12 @@ Ovi feeds the positive prompt to both towers, but has separate negative prompts 
 the negative pass with skip-layer guidance (one transformer block skipped in both towers). The guided velocity
 is neg + s * (pos - neg), with s = the video scale for the video output and the audio scale for the audio output.
 
-Reference tokens (cameo) go to BOTH passes unchanged, as Ovi holds an i2v first frame in both: the references are
-then part of the shared condition and guidance steers only the text. Giving them to the positive pass alone would
-multiply their effect by the guidance scale, which for weights that never saw reference tokens (Ovi) amplifies
-an off-distribution input.
+Reference tokens (cameo) go to BOTH passes unchanged by default, as Ovi holds an i2v first frame in both: the
+references are then part of the shared condition and guidance steers only the text. Giving them to the positive
+pass alone would multiply their effect by the guidance scale, which for weights that never saw reference tokens
+(Ovi) amplifies an off-distribution input. A model trained with the references dropped at random (the embedded
+default) has learnt both conditionals, and there guidance on the references is what makes the cameo show:
+`ReferenceTokens(guided=True)` leaves them out of the negative pass (ModelSpec.reference_guidance picks it).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class ReferenceTokens:
 
     video: torch.Tensor | None = field(default=None, repr=False)
     audio: torch.Tensor | None = field(default=None, repr=False)
+    guided: bool = False  # True: the negative pass runs without them, so guidance also steers toward them
 
     def reference_tokens(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]) -> ReferenceTokens:
         """Self, checked against a video latent `[B, C, F, h, w]` and an audio latent `[B, L, C]`."""
@@ -102,7 +105,7 @@ class ReferenceTokens:
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ReferenceTokens:
         def move(t):
             return None if t is None else t.to(device=device, dtype=dtype)
-        return ReferenceTokens(move(self.video), move(self.audio))
+        return ReferenceTokens(move(self.video), move(self.audio), guided=self.guided)
 
 
 def _context_for_batch(context: torch.Tensor, batch: int, name: str) -> torch.Tensor:
@@ -161,12 +164,16 @@ def guided_velocity(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(video velocity, audio velocity) after joint CFG. Always two passes: even at scale 1, neg + 1*(pos - neg)
     equals pos only up to float rounding, so skipping the negative pass would change results.
-    references: given to both passes (see the module docstring)."""
+    references: given to both passes, or to the positive pass alone when `references.guided` (see the module
+    docstring)."""
     held = {"video_clean": video_clean, "audio_clean": audio_clean}
+    negative_held = held
     if references is not None:
-        held.update(video_reference=references.video, audio_reference=references.audio)
+        held = {**held, "video_reference": references.video, "audio_reference": references.audio}
+        negative_held = negative_held if references.guided else held
     pos_video, pos_audio = model(video, audio, t, positive.video, positive.audio, skip_layer=None, **held)
-    neg_video, neg_audio = model(video, audio, t, negative.video, negative.audio, skip_layer=guidance.slg_layer, **held)
+    neg_video, neg_audio = model(video, audio, t, negative.video, negative.audio, skip_layer=guidance.slg_layer,
+                                 **negative_held)
     pos_video = _checked_output(pos_video, video, "video velocity (positive pass)")
     pos_audio = _checked_output(pos_audio, audio, "audio velocity (positive pass)")
     neg_video = _checked_output(neg_video, video, "video velocity (negative pass)")

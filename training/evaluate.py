@@ -101,7 +101,7 @@ def cameo_captions(n: int = 20, seed: int = EVAL_SEED) -> list[str]:
     return out
 
 
-def evaluate_cameo(folder, n: int = 20, steps: int = 24, seed: int = EVAL_SEED, mode: str = "reference_tokens") -> dict:
+def evaluate_cameo(folder, n: int = 20, steps: int = 24, seed: int = EVAL_SEED, mode: str = "auto") -> dict:
     """n cameo captions, caption i with profile i mod len(CAMEO_CHARACTERS), each sampled with and without the
     cameo from the same seed; the look (colour) and voice (pitch class) of every clip, read by the metrics.
     Returns per-trial results and the rates against the chance rates (1 in 6 colours, 1 in 3 voices)."""
@@ -112,6 +112,8 @@ def evaluate_cameo(folder, n: int = 20, steps: int = 24, seed: int = EVAL_SEED, 
     from ..toyworld.vocabulary import OBJECT_COLOURS, VOICES
 
     model, decoders = api.load_joint_model(device="cpu"), api.load_decoders(device="cpu")
+    if mode == "auto":  # (what apply_cameo would pick, named in the summary)
+        mode = model.spec.cameo_mode
     profiles = cameo_profiles(model, decoders, folder)
     trials = []
     for i, caption in enumerate(cameo_captions(n, seed)):

@@ -86,7 +86,7 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
     if figures is not None:
         lines += ["## Figures on 20 held-out captions", "",
                   f"Sampled through the CLI's pipeline with {eval_steps} UniPC steps (shift 5, guidance 4/3, "
-                  f"skip layer 1).", "", "```", figures["summary"], "```", "",
+                  f"no skip-layer guidance).", "", "```", figures["summary"], "```", "",
                   "| caption | video events | audio onsets | offset | colour | pitch |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['caption']} | {r['video_events']} | {r['audio_onsets']} | {_fmt(r['offset'])} | "
@@ -94,7 +94,8 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
     if cameo is not None:
         lines += ["", "## Cameo: 20 captions with and without a cameo profile", "",
                   "Profiles made from MP4 recordings by `pipeline.cameo.create_profile`; captions name neither colour "
-                  "nor voice; reference tokens (mode `reference_tokens`), same seed with and without.", "",
+                  "nor voice; the profile applied with the model's own cameo mode (`auto`: first frame and guided "
+                  "reference tokens for this model), same seed with and without.", "",
                   "```", cameo["summary"], "```"]
     path.write_text("\n".join(lines) + "\n")
     return path

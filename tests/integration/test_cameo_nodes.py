@@ -91,8 +91,10 @@ def profile_folders(comfy) -> list:
 def test_cameo_nodes_offer_their_choices(comfy, recording):
     _, info = comfy.get("/object_info/JointAVApplyCameo")
     mode = info["JointAVApplyCameo"]["input"]["required"]["mode"]
-    assert mode[1]["options"] == ["first_frame", "reference_tokens", "both"] and mode[1]["default"] == "first_frame"
+    assert mode[1]["options"] == ["auto", "first_frame", "reference_tokens", "both"] and mode[1]["default"] == "auto"
     assert "EXPERIMENTAL with Ovi weights" in mode[1]["tooltip"]
+    guidance = info["JointAVApplyCameo"]["input"]["optional"]["reference_guidance"]
+    assert guidance[1]["options"] == ["auto", "on", "off"] and guidance[1]["default"] == "auto"
     _, info = comfy.get("/object_info/JointAVCameoCreateProfile")
     recording_input = info["JointAVCameoCreateProfile"]["input"]["required"]["recording"][1]
     assert RECORDING in recording_input["options"] and recording_input.get("video_upload") is True

@@ -30,7 +30,7 @@ EXPECTED = {
     "JointAVCameoCreateProfile": (["decoders", "name", "recording", "max_frames"], ["image", "voice"],
                                   ["JOINTAV_CAMEO", "IMAGE", "AUDIO"]),
     "JointAVCameoLoadProfile": (["profile", "model", "decoders"], [], ["JOINTAV_CAMEO", "IMAGE", "STRING"]),
-    "JointAVApplyCameo": (["model", "decoders", "latent", "cameo", "mode"], [], ["JOINTAV_LATENT"]),
+    "JointAVApplyCameo": (["model", "decoders", "latent", "cameo", "mode"], ["reference_guidance"], ["JOINTAV_LATENT"]),
 }
 
 

@@ -254,3 +254,25 @@ def test_one_cameo_per_clip_and_its_consent_survives_sampling(granted):
     info = provenance_info({**sampled.provenance, **cameo_provenance(sampled)})
     assert info.cameo_profile_id == granted.id
     assert info.consent_sha256 == load_consent(granted.path / "consent.json").record_sha256
+
+
+
+def test_reference_guidance_follows_the_model_unless_the_user_chooses(granted):
+    from jointav.cameo.conditioning import CameoReference
+
+    model, decoders = api.load_joint_model(device="cpu"), api.load_decoders(device="cpu")
+    latent = api.empty_latent(model, "1s", 64, 64)
+
+    def guided(on_model, **kwargs) -> bool:
+        applied = apply_cameo(on_model, decoders, latent, granted, mode="reference_tokens", **kwargs)
+        return next(c for c in applied.conditionings if isinstance(c, CameoReference)).guided
+
+    assert model.spec.reference_guidance is True  # the default model was trained with reference dropout
+    assert guided(model) is True and guided(model, reference_guidance=False) is False
+    not_trained_for_it = dataclasses.replace(model, spec=dataclasses.replace(model.spec, reference_guidance=False))
+    assert guided(not_trained_for_it) is False and guided(not_trained_for_it, reference_guidance=True) is True
+    from jointav.pipeline.specs import FAMILIES
+
+    for family, spec in FAMILIES.items():  # Ovi's weights never saw reference tokens: first frame, unguided
+        if family.startswith("ovi"):
+            assert spec.reference_guidance is False and spec.cameo_mode == "first_frame", family

@@ -162,6 +162,12 @@ def test_apply_cameo_adds_the_first_frame_and_reference_tokens(profile, model, d
         apply_cameo(model, decoders, both, profile, mode="reference_tokens")
     with pytest.raises(InputValueError, match="mode"):
         apply_cameo(model, decoders, latent, profile, mode="face")
+    # auto: the model's own choice, both for the default model (trained with reference tokens), the first
+    # frame alone for a family whose weights never saw reference tokens (Ovi's setting)
+    assert [type(c) for c in apply_cameo(model, decoders, latent, profile).conditionings] == [FirstFrame,
+                                                                                           CameoReference]
+    ovi_like = dataclasses.replace(model, spec=dataclasses.replace(model.spec, cameo_mode="first_frame"))
+    assert [type(c) for c in apply_cameo(ovi_like, decoders, latent, profile).conditionings] == [FirstFrame]
 
 
 def test_a_cameo_clip_samples_with_its_frame_held_and_differs_from_one_without(profile, model, decoders):

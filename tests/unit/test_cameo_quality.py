@@ -1,7 +1,8 @@
 """The cameo pathway of the shipped default model, judged as a user meets it (issue 6): four characters
 (a colour and a voice each) are recorded as MP4 files and made into profiles with pipeline.cameo.create_profile;
-20 captions that name neither colour nor voice are sampled with a profile's reference tokens and, from the
-same seed, without any cameo. The metrics read the character's colour and voice pitch from each clip.
+20 captions that name neither colour nor voice are sampled with a profile applied as a user applies it (mode
+"auto": for this model its first frame and its reference tokens, guided) and, from the same seed, without any
+cameo. The metrics read the character's colour and voice pitch from each clip.
 
 Targets: the cameo's look and voice appear in >= 80% of the clips made with it, and in at most the chance
 rate (1 in 6 colours, 1 in 3 voices) of the clips made without it.
@@ -19,11 +20,6 @@ if not BUNDLE.is_file():
     pytest.skip(f"NO TRAINED DEFAULT MODEL: {BUNDLE} is absent, so its cameo pathway cannot be measured",
                 allow_module_level=True)
 
-# The shipped bundle's cameo pathway is below these targets (default_model/TRAINING.md says why). strict=True:
-# once a retrained bundle meets one, the XPASS fails the run and the marker must go.
-BELOW_TARGET = pytest.mark.xfail(strict=True, reason="the shipped bundle's cameo pathway is below this target")
-
-
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory):
     return evaluate_cameo(tmp_path_factory.mktemp("cameo-eval"), n=N_CAPTIONS)
@@ -35,7 +31,6 @@ def test_prints_the_figures(figures, capsys):
     assert len(figures["trials"]) == N_CAPTIONS
 
 
-@BELOW_TARGET
 @pytest.mark.parametrize("measure,what", [("colour", "look"), ("pitch", "voice")])
 def test_the_cameo_appears_with_it_and_not_without(figures, measure, what):
     with_it, without, chance = (figures[f"{measure}_{k}"] for k in ("with", "without", "chance"))

@@ -229,6 +229,33 @@ def test_both_guidance_passes_get_the_same_references():
         assert call["video_reference"] is refs.video and call["audio_reference"] is refs.audio
 
 
+def test_guided_references_reach_the_positive_pass_only_and_are_amplified_by_the_scale():
+    def shifted_by_references(video, audio, t, video_context, audio_context, *, video_reference=None,
+                              audio_reference=None, **_):
+        # velocity 1 with references, 0 without, whatever the prompt
+        has = video_reference is not None
+        return torch.full_like(video, float(has)), torch.full_like(audio, float(audio_reference is not None))
+
+    pos, neg = _contexts()
+    video, audio, t = torch.zeros(1, 6, 2, 2, 2), torch.zeros(1, 3, 5), torch.tensor([500])
+    refs = dict(video=torch.randn(1, 6, 1, 2, 2), audio=torch.randn(1, 4, 5))
+    recorder = Recorder()
+    guided_velocity(recorder, video, audio, t, pos, neg, JointGuidance(), references=ReferenceTokens(**refs, guided=True))
+    assert recorder.calls[0]["video_reference"] is refs["video"] and recorder.calls[0]["audio_reference"] is refs["audio"]
+    assert "video_reference" not in recorder.calls[1] and "audio_reference" not in recorder.calls[1]
+    # guided: neg (no refs, 0) + s * (pos (refs, 1) - 0) = s per modality; shared: 1 + s * 0 = 1
+    for guided, expect_video, expect_audio in ((True, 4.0, 3.0), (False, 1.0, 1.0)):
+        v, a = guided_velocity(shifted_by_references, video, audio, t, pos, neg, JointGuidance(4.0, 3.0, None),
+                               references=ReferenceTokens(**refs, guided=guided))
+        assert torch.all(v == expect_video) and torch.all(a == expect_audio), guided
+
+
+def test_guided_survives_the_move_to_the_sampling_device():
+    refs = ReferenceTokens(audio=torch.randn(1, 4, 5), guided=True)
+    assert refs.to("cpu", torch.float64).guided is True
+    assert ReferenceTokens(audio=torch.randn(1, 4, 5)).to("cpu", torch.float64).guided is False
+
+
 def test_the_loop_hands_references_to_every_model_call_next_to_keep_masks():
     model, (pos, neg) = Recorder(), _contexts()
     refs = ReferenceTokens(video=torch.randn(1, 6, 1, 2, 2), audio=torch.randn(1, 4, 5))
