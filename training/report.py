@@ -7,6 +7,8 @@ import math
 import time
 from pathlib import Path
 
+import torch
+
 from .loop import checkpoint_path, load_curve
 
 STAGE_NOTES = {
@@ -44,8 +46,9 @@ def _table(title: str, note: str, curve: list) -> list[str]:
 
 def curve_tables(workdir: Path) -> tuple[str, float]:
     """Markdown tables of every trained stage's curve, and the total training seconds. Curves exported from
-    another machine (curves.json, see stages.export_curves) come first, then this workdir's checkpoints (a
-    fine-tune of an adopted bundle continues the exported run)."""
+    another machine (curves.json, see stages.export_curves) come first, then earlier runs kept beside the
+    checkpoints as `<stage>-<label>.ckpt` (a run restarted from its own EMA weights moves its checkpoint there),
+    then this workdir's checkpoints (a fine-tune of an adopted bundle continues the exported run)."""
     out, total = [], 0.0
     exported = Path(workdir) / "curves.json"
     exported = json.loads(exported.read_text()) if exported.is_file() else {}
@@ -55,6 +58,13 @@ def curve_tables(workdir: Path) -> tuple[str, float]:
             total += seconds
             out += _table(f"{name}: {steps} steps, {seconds / 60:.1f} min (exported run)", note,
                           exported[name]["curve"])
+        earlier = sorted(Path(workdir).glob(f"{name}-*.ckpt"), key=lambda p: p.stat().st_mtime)
+        for path in earlier:
+            saved = torch.load(path, weights_only=True, map_location="cpu")
+            total += saved["seconds"]
+            label = path.stem[len(name) + 1:]
+            out += _table(f"{name}: {saved['step']} steps, {saved['seconds'] / 60:.1f} min (earlier run {label})",
+                          note, saved["curve"])
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
             if steps == 0:  # an adopted stage: its weights came from the bundle, it did not train here

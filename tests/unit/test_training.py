@@ -143,3 +143,18 @@ def test_encoding_keeps_cameo_references_of_every_speaking_character(tmp_path):
         assert (video is not None) == (audio is not None) == is_speaking
         if is_speaking:  # two 64-pixel face crops, and at least a second of voice (32 latents of 512 samples)
             assert video.shape == (z, 2, 8, 8) and audio.shape[1] == 20 and audio.shape[0] >= 32
+
+
+def test_the_report_lists_an_earlier_run_before_the_current_one_and_counts_its_time(tmp_path):
+    from jointav.training.report import curve_tables
+
+    def run(step, seconds, loss):
+        return {"model": {}, "optimizer": None, "ema": None, "step": step, "planned": step, "seconds": seconds,
+                "curve": [{"step": step, "seconds": seconds, "loss": loss}], "window": {}}
+
+    torch.save(run(4509, 600.0, 0.477), tmp_path / "dit-cpu-4509.ckpt")
+    torch.save(run(2069, 1200.0, 0.433), tmp_path / "dit.ckpt")
+    tables, seconds = curve_tables(tmp_path)
+    assert seconds == 1800.0
+    earlier, current = tables.index("dit: 4509 steps, 10.0 min (earlier run cpu-4509)"), tables.index("dit: 2069 steps")
+    assert earlier < current and "0.477" in tables and "0.433" in tables
