@@ -17,7 +17,8 @@ from ..cameo.consent_gate import consent_check_for, consent_status
 from ..cameo.profile import MANIFEST_NAME, Profile
 from ..cameo.reference_media import VOICE_RATE
 from ..errors import InputValueError
-from ..pipeline.cameo import MODE_CHOICES, REFERENCE_GUIDANCE, apply_cameo, create_profile, load_profile
+from ..pipeline.cameo import (MODE_CHOICES, REFERENCE_GUIDANCE, apply_cameo, create_profile, load_profile,
+                              reference_guidance_choice)
 from .failures import node_errors
 from .types import CATEGORY, JointAVCameo, JointAVDecoders, JointAVLatent, JointAVModel
 
@@ -211,9 +212,6 @@ class ApplyCameo(io.ComfyNode):
     @classmethod
     def execute(cls, model, decoders, latent, cameo, mode: str, reference_guidance: str = "auto") -> io.NodeOutput:
         with node_errors(cls.NAME):
-            if reference_guidance not in REFERENCE_GUIDANCE:
-                raise InputValueError(f"reference_guidance={reference_guidance!r}: expected one of "
-                                      f"{', '.join(REFERENCE_GUIDANCE)}")
             applied = apply_cameo(model, decoders, latent, cameo, mode=mode, consent_check=consent_check_for(),
-                                  reference_guidance=REFERENCE_GUIDANCE[reference_guidance])
+                                  reference_guidance=reference_guidance_choice(reference_guidance))
         return io.NodeOutput(applied)

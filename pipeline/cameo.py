@@ -40,6 +40,14 @@ MODE_CHOICES = ("auto", *MODES)
 # How the reference tokens meet classifier-free guidance (samplers.guidance): auto = the model's own setting
 # (ModelSpec.reference_guidance), on = guided (left out of the negative pass), off = in both passes.
 REFERENCE_GUIDANCE = {"auto": None, "on": True, "off": False}
+
+
+def reference_guidance_choice(choice: str, name: str = "reference_guidance") -> bool | None:
+    """A user's auto / on / off as apply_cameo's reference_guidance (None = the model's setting)."""
+    if choice not in REFERENCE_GUIDANCE:
+        raise InputValueError(f"{name}={choice!r}: expected one of {', '.join(REFERENCE_GUIDANCE)}")
+    return REFERENCE_GUIDANCE[choice]
+
 MAX_STORED_SIDE = 1024  # stored frames are scaled down to this longer side
 ConsentCheck = Callable[[Profile], object]
 
@@ -176,8 +184,9 @@ def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, prof
 
     mode: "first_frame" (supported: the profile's best frame fitted to the clip, held as frame 0),
     "reference_tokens" (EXPERIMENTAL with Ovi weights: face and voice latents as tokens outside the clip),
-    "both", or "auto" (the model's ModelSpec.cameo_mode). reference_guidance: whether guidance steers toward the reference tokens too (None: the model's
-    ModelSpec.reference_guidance, on for the embedded default, which was trained for it, off for Ovi).
+    "both", or "auto" (the model's ModelSpec.cameo_mode). reference_guidance: whether guidance steers toward
+    the reference tokens too (None: the model's ModelSpec.reference_guidance, on for the embedded default,
+    which was trained for it, off for Ovi).
     consent_check(profile) runs first; it refuses by raising (a False return is refused too), and then nothing
     is conditioned. When it returns a ConsentDecision (cameo.consent_gate.consent_check_for), the decision is
     recorded on the latent (a CameoUse, and the same keys in `provenance`) for the clip's manifest and the

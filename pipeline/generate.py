@@ -17,7 +17,7 @@ from ..cameo.consent_gate import consent_check_for
 from ..errors import CheckpointFileError, InputValueError
 from ..provenance import ProvenanceInfo, embed_watermark, local_watermark_key, sign_output
 from . import api
-from .cameo import REFERENCE_GUIDANCE, apply_cameo, cameo_provenance, load_profile, log_cameo_use
+from .cameo import apply_cameo, cameo_provenance, load_profile, log_cameo_use, reference_guidance_choice
 
 
 @dataclass
@@ -90,11 +90,9 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
         latent = api.empty_latent(model, duration, height, width)
     if req.cameo is not None:
         profile = load_profile(req.cameo, model, decoders)
-        if req.cameo_reference_guidance not in REFERENCE_GUIDANCE:
-            raise InputValueError(f"cameo_reference_guidance={req.cameo_reference_guidance!r}: expected one of "
-                                  f"{', '.join(REFERENCE_GUIDANCE)}")
+        guidance = reference_guidance_choice(req.cameo_reference_guidance, "cameo_reference_guidance")
         latent = apply_cameo(model, decoders, latent, profile, mode=req.cameo_mode, consent_check=consent_check_for(),
-                             reference_guidance=REFERENCE_GUIDANCE[req.cameo_reference_guidance])
+                             reference_guidance=guidance)
     latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
                         solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
                         audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)

@@ -166,11 +166,11 @@ def guided_velocity(
     equals pos only up to float rounding, so skipping the negative pass would change results.
     references: given to both passes, or to the positive pass alone when `references.guided` (see the module
     docstring)."""
-    held = {"video_clean": video_clean, "audio_clean": audio_clean}
-    negative_held = held
+    held = negative_held = {"video_clean": video_clean, "audio_clean": audio_clean}
     if references is not None:
         held = {**held, "video_reference": references.video, "audio_reference": references.audio}
-        negative_held = negative_held if references.guided else held
+        if not references.guided:
+            negative_held = held
     pos_video, pos_audio = model(video, audio, t, positive.video, positive.audio, skip_layer=None, **held)
     neg_video, neg_audio = model(video, audio, t, negative.video, negative.audio, skip_layer=guidance.slg_layer,
                                  **negative_held)

@@ -213,5 +213,10 @@ def load_checkpoint_weights(workdir: Path, name: str, ema: bool = False) -> dict
 
 
 def load_curve(workdir: Path, name: str) -> tuple[list, int, float]:
-    saved = torch.load(checkpoint_path(workdir, name), weights_only=True, map_location="cpu")
+    return read_curve(checkpoint_path(workdir, name))
+
+
+def read_curve(path: Path) -> tuple[list, int, float]:
+    """(curve, step, seconds) of one checkpoint file."""
+    saved = torch.load(path, weights_only=True, map_location="cpu")
     return saved["curve"], saved["step"], saved["seconds"]

@@ -7,9 +7,7 @@ import math
 import time
 from pathlib import Path
 
-import torch
-
-from .loop import checkpoint_path, load_curve
+from .loop import checkpoint_path, load_curve, read_curve
 
 STAGE_NOTES = {
     "video_vae": "Wan2.2-block VAE (widths 16/32, 8x space, 4x time, z=16): foreground-weighted L1+L2, KL 1e-3 "
@@ -60,11 +58,10 @@ def curve_tables(workdir: Path) -> tuple[str, float]:
                           exported[name]["curve"])
         earlier = sorted(Path(workdir).glob(f"{name}-*.ckpt"), key=lambda p: p.stat().st_mtime)
         for path in earlier:
-            saved = torch.load(path, weights_only=True, map_location="cpu")
-            total += saved["seconds"]
+            curve, steps, seconds = read_curve(path)
+            total += seconds
             label = path.stem[len(name) + 1:]
-            out += _table(f"{name}: {saved['step']} steps, {saved['seconds'] / 60:.1f} min (earlier run {label})",
-                          note, saved["curve"])
+            out += _table(f"{name}: {steps} steps, {seconds / 60:.1f} min (earlier run {label})", note, curve)
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
             if steps == 0:  # an adopted stage: its weights came from the bundle, it did not train here

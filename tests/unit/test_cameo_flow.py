@@ -256,9 +256,9 @@ def test_one_cameo_per_clip_and_its_consent_survives_sampling(granted):
     assert info.consent_sha256 == load_consent(granted.path / "consent.json").record_sha256
 
 
-
 def test_reference_guidance_follows_the_model_unless_the_user_chooses(granted):
     from jointav.cameo.conditioning import CameoReference
+    from jointav.pipeline.specs import FAMILIES
 
     model, decoders = api.load_joint_model(device="cpu"), api.load_decoders(device="cpu")
     latent = api.empty_latent(model, "1s", 64, 64)
@@ -271,8 +271,14 @@ def test_reference_guidance_follows_the_model_unless_the_user_chooses(granted):
     assert guided(model) is True and guided(model, reference_guidance=False) is False
     not_trained_for_it = dataclasses.replace(model, spec=dataclasses.replace(model.spec, reference_guidance=False))
     assert guided(not_trained_for_it) is False and guided(not_trained_for_it, reference_guidance=True) is True
-    from jointav.pipeline.specs import FAMILIES
-
     for family, spec in FAMILIES.items():  # Ovi's weights never saw reference tokens: first frame, unguided
         if family.startswith("ovi"):
             assert spec.reference_guidance is False and spec.cameo_mode == "first_frame", family
+
+
+def test_a_reference_guidance_choice_other_than_auto_on_off_is_refused_by_name():
+    from jointav.pipeline.cameo import reference_guidance_choice
+
+    assert [reference_guidance_choice(c) for c in ("auto", "on", "off")] == [None, True, False]
+    with pytest.raises(InputValueError, match=r"cameo_reference_guidance='maybe': expected one of auto, on, off"):
+        reference_guidance_choice("maybe", "cameo_reference_guidance")
