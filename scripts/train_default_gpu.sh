@@ -5,8 +5,9 @@
 #   DECODER_MIN=3.2 DIT_MIN=4.2 scripts/train_default_gpu.sh
 #
 # the three decoder stages side by side (DECODER_MIN each), pre-encoding in 8 processes, then the DiT
-# (DIT_MIN), the bundle and its curves. Work goes to $JOINTAV_TRAIN_DIR (default /tmp/jointav-train: outside
-# the repository, since a machine lent by the call re-syncs the working tree, untracked files included).
+# (DIT_MIN) with the vocoder's fine-tune beside it, the bundle and its curves. Work goes to $JOINTAV_TRAIN_DIR
+# (default /tmp/jointav-train: outside the repository, since a machine lent by the call re-syncs the working
+# tree, untracked files included).
 # With $OUT set, the bundle (in 15 MB pieces: cat them back together), curves.json and the log tails are
 # copied there. Every stage first runs two steps at toy size, so a mistake shows in seconds.
 set -euo pipefail
@@ -27,6 +28,7 @@ d = Path(tempfile.mkdtemp())
 stages.run_video_vae(d, 2, None, False, batch=2, crop=5, progress=False, device="cuda", workers=1)
 stages.run_audio_vae(d, 2, None, False, batch=2, stats_clips=4, progress=False, device="cuda", workers=1)
 stages.run_vocoder(d, 2, None, False, batch=2, length=2048, progress=False, device="cuda", workers=1)
+stages.run_vocoder(d, 2, None, False, batch=2, length=2048, progress=False, device="cuda", on_vae_mels=True)
 stages.run_encode(d, clips=9, device="cuda")
 stages.run_dit(d, 2, None, False, batch=4, p_cameo=0.9, progress=False, device="cuda")
 stages.run_bundle(d, d / "bundle.safetensors")
@@ -41,7 +43,10 @@ for shard in 0 1 2 3 4 5 6 7; do
     train --stage encode --clips "${CLIPS:-8000}" --shard "$shard" --shards 8 >"$work/encode-$shard.log" 2>&1 &
 done
 wait
+# The vocoder's fine-tune on the audio VAE's mels needs only the decoders: beside the DiT.
+train --stage vocoder_finetune --resume --minutes "${DECODER_MIN:-3}" >"$work/vocoder_finetune.log" 2>&1 &
 train --stage dit --resume --minutes "${DIT_MIN:-9.5}" >"$work/dit.log" 2>&1
+wait
 train --stage bundle --out "$work/jointav-default.safetensors"
 train --stage export
 if [[ -n ${OUT:-} ]]; then

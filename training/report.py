@@ -15,6 +15,8 @@ STAGE_NOTES = {
     "video_decoder": "the video VAE's decoder fine-tuned, encoder frozen (the DiT's latents stay valid)",
     "audio_vae": "MMAudio mel VAE (hidden 16): L1+L2 on standardised toy log-mels, KL 1e-2",
     "vocoder": "BigVGAN (rates 8-4-4-2, 128 channels): log-mel L1 + 4-resolution STFT, no discriminator",
+    "vocoder_finetune": "the vocoder fine-tuned on mels that went through the audio VAE (what it is given at "
+                        "generation), same losses",
     "dit": "fusion DiT (4 blocks, dim 128, patch 1x2x2) + toy text encoder: flow matching, 10% caption dropout, "
            "20% i2v, cameo reference tokens on half of the speaking clips",
 }
@@ -42,33 +44,50 @@ def _table(title: str, note: str, curve: list) -> list[str]:
     return out + [""]
 
 
-def curve_tables(workdir: Path) -> tuple[str, float]:
-    """Markdown tables of every trained stage's curve, and the total training seconds. Curves exported from
-    another machine (curves.json, see stages.export_curves) come first, then earlier runs kept beside the
-    checkpoints as `<stage>-<label>.ckpt` (a run restarted from its own EMA weights moves its checkpoint there),
-    then this workdir's checkpoints (a fine-tune of an adopted bundle continues the exported run)."""
-    out, total = [], 0.0
-    exported = Path(workdir) / "curves.json"
+HISTORY_NAME = "training-curves.json"  # beside TRAINING.md: every run's curve, so a lost workdir loses no history
+HISTORY_IN_WORKDIR = "history.json"  # a fine-tune's copy of its adopted bundle's history (stages.adopt_bundle)
+
+
+def training_runs(workdir: Path) -> list[dict]:
+    """Every run that made the bundle, stage by stage, oldest first: `{"stage", "label", "steps", "seconds",
+    "curve"}`. The history of an adopted bundle (history.json) comes first, then curves exported from another
+    machine (curves.json, see stages.export_curves), then earlier runs kept beside the checkpoints as
+    `<stage>-<label>.ckpt` (a run restarted from its own EMA weights moves its checkpoint there), then this
+    workdir's checkpoints (a fine-tune of an adopted bundle continues the exported run)."""
+    workdir = Path(workdir)
+    history = workdir / HISTORY_IN_WORKDIR
+    history = json.loads(history.read_text()) if history.is_file() else []
+    exported = workdir / "curves.json"
     exported = json.loads(exported.read_text()) if exported.is_file() else {}
-    for name, note in STAGE_NOTES.items():
+    runs = []
+    for name in STAGE_NOTES:
+        for run in history:
+            if run["stage"] == name:  # (this workdir's own runs were "here"; for the next one they are not)
+                label = run["label"] if run["label"] not in ("", "fine-tune here") else "earlier workdir"
+                runs.append({**run, "label": label})
         if name in exported:
-            steps, seconds = exported[name]["steps"], exported[name]["seconds"]
-            total += seconds
-            out += _table(f"{name}: {steps} steps, {seconds / 60:.1f} min (exported run)", note,
-                          exported[name]["curve"])
-        earlier = sorted(Path(workdir).glob(f"{name}-*.ckpt"), key=lambda p: p.stat().st_mtime)
-        for path in earlier:
+            runs.append({"stage": name, "label": "exported run", "steps": exported[name]["steps"],
+                         "seconds": exported[name]["seconds"], "curve": exported[name]["curve"]})
+        for path in sorted(workdir.glob(f"{name}-*.ckpt"), key=lambda p: p.stat().st_mtime):
             curve, steps, seconds = read_curve(path)
-            total += seconds
-            label = path.stem[len(name) + 1:]
-            out += _table(f"{name}: {steps} steps, {seconds / 60:.1f} min (earlier run {label})", note, curve)
+            runs.append({"stage": name, "label": f"earlier run {path.stem[len(name) + 1:]}", "steps": steps,
+                         "seconds": seconds, "curve": curve})
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
             if steps == 0:  # an adopted stage: its weights came from the bundle, it did not train here
                 continue
-            total += seconds
-            title = f"{name}: {steps} steps, {seconds / 60:.1f} min" + (" (fine-tune here)" if name in exported else "")
-            out += _table(title, note, curve)
+            label = "fine-tune here" if name in exported or any(r["stage"] == name for r in history) else ""
+            runs.append({"stage": name, "label": label, "steps": steps, "seconds": seconds, "curve": curve})
+    return runs
+
+
+def curve_tables(workdir: Path) -> tuple[str, float]:
+    """Markdown tables of every run's curve (see training_runs), and the total training seconds."""
+    out, total = [], 0.0
+    for run in training_runs(workdir):
+        total += run["seconds"]
+        title = f"{run['stage']}: {run['steps']} steps, {run['seconds'] / 60:.1f} min"
+        out += _table(title + (f" ({run['label']})" if run["label"] else ""), STAGE_NOTES[run["stage"]], run["curve"])
     return "\n".join(out), total
 
 
@@ -105,4 +124,5 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
                   "reference tokens for this model), same seed with and without.", "",
                   "```", cameo["summary"], "```"]
     path.write_text("\n".join(lines) + "\n")
+    (path.parent / HISTORY_NAME).write_text(json.dumps(training_runs(workdir), separators=(",", ":")) + "\n")
     return path

@@ -248,16 +248,22 @@ def stft_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return total / len(STFT_RESOLUTIONS)
 
 
+def segment_start(clip, rng: np.random.Generator, length: int) -> int:
+    """Where a `length`-sample stretch of the clip starts: three times in four shortly before a sound event; on
+    a mel frame boundary."""
+    events = clip.truth.event_samples
+    if events and rng.random() < 0.75:
+        start = int(events[int(rng.integers(len(events)))]) - int(rng.integers(0, length // 2))
+    else:
+        start = int(rng.integers(0, clip.audio.size - length))
+    return int(np.clip(start, 0, clip.audio.size - length)) // MEL.config.hop_length * MEL.config.hop_length
+
+
 def vocoder_segments(clips, rng: np.random.Generator, length: int) -> torch.Tensor:
-    """One `length`-sample stretch per clip, three times in four starting shortly before a sound event."""
+    """One `length`-sample stretch per clip (see segment_start)."""
     out = []
     for c in clips:
-        events = c.truth.event_samples
-        if events and rng.random() < 0.75:
-            start = int(events[int(rng.integers(len(events)))]) - int(rng.integers(0, length // 2))
-        else:
-            start = int(rng.integers(0, c.audio.size - length))
-        start = int(np.clip(start, 0, c.audio.size - length)) // MEL.config.hop_length * MEL.config.hop_length
+        start = segment_start(c, rng, length)
         out.append(torch.from_numpy(c.audio[start:start + length]))
     return torch.stack(out)
 
@@ -288,12 +294,45 @@ class VocoderSegments:
             return x, MEL(x)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class VAEMelSegments:
+    """The vocoder fine-tune's batch of step k: waveform stretches and, as input, the mels of the same stretches
+    after a round trip through the trained audio VAE (whole clips encoded and decoded, then cut), which is what
+    the vocoder is given at generation."""
+
+    seed: int
+    batch: int
+    length: int
+    audio_vae: MMAudioVAE
+
+    def __call__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = step_rng(self.seed, k)
+        clips = voice_rich_batch(rng, self.batch)
+        waves = clip_audio(clips)
+        with torch.no_grad():
+            mels = self.audio_vae.decode(self.audio_vae.encode(MEL(waves)))
+        hop, xs, ms = MEL.config.hop_length, [], []
+        for clip, wave, mel in zip(clips, waves, mels):
+            start = segment_start(clip, rng, self.length)
+            xs.append(wave[start:start + self.length])
+            ms.append(mel[:, start // hop:(start + self.length) // hop])
+        return torch.stack(xs), torch.stack(ms)
+
+
 def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 3,
                 batch: int = 4, length: int = 8192, progress: bool = True, stop_at: int | None = None,
-                device: str = "cpu", workers: int = 0, lr: float = 1e-3):
+                device: str = "cpu", workers: int = 0, lr: float | None = None, on_vae_mels: bool = False):
+    """Train the vocoder on the mels of real waveforms; on_vae_mels: fine-tune the trained vocoder on mels that
+    went through the audio VAE (VAEMelSegments). A small vocoder trained on exact mels alone smears harmonics
+    when the mel is slightly off, which moved low voices' pitch up an octave in half of the round trips."""
     torch.manual_seed(seed)
     vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
     mel_here = copy.deepcopy(MEL).to(device)
+    if on_vae_mels:
+        vocoder.load_state_dict(load_checkpoint_weights(workdir, "vocoder", ema=True))
+        batches = VAEMelSegments(seed + 10, batch, length, trained_audio_vae(workdir))
+    else:
+        batches = VocoderSegments(seed, batch, length)
 
     def step(k: int, batch_k: tuple[torch.Tensor, torch.Tensor]) -> dict:
         x, mel = (t.to(device, non_blocking=True) for t in batch_k)
@@ -302,9 +341,11 @@ def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume:
         stft = stft_loss(y, x)
         return {"loss": mel_l1 + stft, "mel_l1": mel_l1.detach(), "stft": stft.detach()}
 
-    cfg = LoopConfig("vocoder", steps=steps, lr=lr, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
+    name = "vocoder_finetune" if on_vae_mels else "vocoder"
+    lr = lr if lr is not None else 2e-4 if on_vae_mels else 1e-3
+    cfg = LoopConfig(name, steps=steps, lr=lr, minutes=minutes, warmup=50, ema_decay=0.999, seed=seed,
                      stop_at=stop_at, device=device, workers=workers)
-    return train(cfg, vocoder, step, workdir, resume, progress, batch_fn=VocoderSegments(seed, batch, length))
+    return train(cfg, vocoder, step, workdir, resume, progress, batch_fn=batches)
 
 
 # ------------------------------------------------------------------------------------------- pre-encoding
@@ -327,8 +368,10 @@ def trained_audio_vae(workdir: Path) -> MMAudioVAE:
 
 
 def trained_vocoder(workdir: Path) -> BigVGANVocoder:
+    """The trained vocoder; the one fine-tuned on the audio VAE's mels when that stage has run."""
     vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
-    vocoder.load_state_dict(load_checkpoint_weights(workdir, "vocoder", ema=True))
+    name = "vocoder_finetune" if checkpoint_path(workdir, "vocoder_finetune").is_file() else "vocoder"
+    vocoder.load_state_dict(load_checkpoint_weights(workdir, name, ema=True))
     return vocoder.eval().requires_grad_(False)
 
 
@@ -494,7 +537,7 @@ def export_curves(workdir: Path) -> Path:
     """curves.json: each trained stage's loss curve, steps and seconds, small enough to copy off a training
     machine without its checkpoints (training.report reads it when the checkpoints are not there)."""
     out = {}
-    for name in ("video_vae", "audio_vae", "vocoder", "dit", "video_decoder"):
+    for name in ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "dit", "video_decoder"):
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
             out[name] = {"curve": curve, "steps": steps, "seconds": seconds}
@@ -506,8 +549,10 @@ def export_curves(workdir: Path) -> Path:
 def adopt_bundle(workdir: Path, bundle: Path) -> Path:
     """Start a workdir from a trained bundle, to fine-tune it: the audio VAE and vocoder become finished stages
     (checkpoints without optimizer state), the video VAE and the DiT + text encoder become the starting weights
-    of fresh `video_vae` and `dit` runs (init-*.pt)."""
+    of fresh `video_vae` and `dit` runs (init-*.pt). The curves of the runs that made the bundle, when written
+    beside it (report.HISTORY_NAME), come along, so that the fine-tune's report lists them too."""
     from ..pipeline.default_model import load_bundle
+    from .report import HISTORY_IN_WORKDIR, HISTORY_NAME
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -526,4 +571,7 @@ def adopt_bundle(workdir: Path, bundle: Path) -> Path:
     torch.save({**{f"dit.{k}": v for k, v in parts.dit.state_dict().items()},
                 **{f"text_encoder.{k}": v for k, v in parts.text_encoder.state_dict().items()}},
                workdir / "init-dit.pt")
+    history = Path(bundle).parent / HISTORY_NAME
+    if history.is_file():
+        (workdir / HISTORY_IN_WORKDIR).write_bytes(history.read_bytes())
     return workdir

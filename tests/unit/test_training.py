@@ -158,3 +158,65 @@ def test_the_report_lists_an_earlier_run_before_the_current_one_and_counts_its_t
     assert seconds == 1800.0
     earlier, current = tables.index("dit: 4509 steps, 10.0 min (earlier run cpu-4509)"), tables.index("dit: 2069 steps")
     assert earlier < current and "0.477" in tables and "0.433" in tables
+
+
+def test_a_fine_tune_of_a_reported_bundle_reports_the_runs_that_made_it(tmp_path):
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+    from jointav.training.report import HISTORY_NAME, curve_tables, write_report
+
+    def run(step, seconds, loss):
+        return {"model": {}, "optimizer": None, "ema": None, "step": step, "planned": step, "seconds": seconds,
+                "curve": [{"step": step, "seconds": seconds, "loss": loss}], "window": {}}
+
+    first, shipped = tmp_path / "first", tmp_path / "shipped"
+    first.mkdir()
+    shipped.mkdir()
+    torch.save(run(4509, 600.0, 0.477), checkpoint_path(first, "dit"))
+    write_report(shipped / "TRAINING.md", first, None, "notes", 24)
+    assert (shipped / HISTORY_NAME).is_file()
+    bundle = save_bundle(random_default(seed=3), shipped / "b.safetensors", default_configs())
+    # The first workdir is gone; a fine-tune adopts the shipped bundle and trains on.
+    import shutil
+    shutil.rmtree(first)
+    work = stages.adopt_bundle(tmp_path / "work", bundle)
+    torch.save(run(2069, 1200.0, 0.433), checkpoint_path(work, "dit"))
+    tables, seconds = curve_tables(work)
+    assert seconds == 1800.0
+    before = tables.index("dit: 4509 steps, 10.0 min (earlier workdir)")
+    assert before < tables.index("dit: 2069 steps, 20.0 min (fine-tune here)")
+    assert "0.477" in tables and "0.433" in tables
+
+
+class _PassThroughVAE:
+    """Encodes and decodes a mel to itself: what is left of VAEMelSegments is where it cuts."""
+
+    def encode(self, mel):
+        return mel
+
+    def decode(self, z):
+        return z
+
+
+def test_the_vocoder_fine_tune_gets_each_stretch_with_its_own_mel():
+    x, mel = stages.VAEMelSegments(seed=0, batch=4, length=4096, audio_vae=_PassThroughVAE())(3)
+    hop = stages.MEL.config.hop_length
+    assert x.shape == (4, 4096) and mel.shape == (4, stages.MEL.config.n_mels, 4096 // hop)
+    own = stages.MEL(x)  # the stretch's own mel: equal away from the edges (reflect padding differs there)
+    assert torch.allclose(mel[:, :, 2:-2], own[:, :, 2:-2], atol=1e-4)
+    assert not torch.allclose(mel[:, :, 3:-1], own[:, :, 2:-2], atol=1e-2)  # one frame off is seen
+
+
+def test_the_vocoder_fine_tune_starts_from_the_trained_vocoder_and_replaces_it(tmp_path):
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    parts = random_default(seed=3)
+    work = stages.adopt_bundle(tmp_path / "work", save_bundle(parts, tmp_path / "b.safetensors", default_configs()))
+    torch.set_num_threads(1)
+    stages.run_vocoder(work, 1, None, False, batch=2, length=2048, progress=False, lr=1e-12, on_vae_mels=True)
+    tuned = _saved(work, "vocoder_finetune")
+    assert all(torch.allclose(tuned["model"][k], v, atol=1e-6) for k, v in parts.vocoder.state_dict().items())
+    with torch.no_grad():  # the bundle stage takes the fine-tuned vocoder from now on
+        tuned["model"]["conv_post.weight"].add_(1.0)
+    torch.save({**tuned, "ema": tuned["model"]}, checkpoint_path(work, "vocoder_finetune"))
+    assert torch.equal(stages.trained_vocoder(work).state_dict()["conv_post.weight"],
+                       tuned["model"]["conv_post.weight"])
