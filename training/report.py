@@ -83,8 +83,12 @@ def training_runs(workdir: Path) -> list[dict]:
 
 def curve_tables(workdir: Path) -> tuple[str, float]:
     """Markdown tables of every run's curve (see training_runs), and the total training seconds."""
+    return _run_tables(training_runs(workdir))
+
+
+def _run_tables(runs: list[dict]) -> tuple[str, float]:
     out, total = [], 0.0
-    for run in training_runs(workdir):
+    for run in runs:
         total += run["seconds"]
         title = f"{run['stage']}: {run['steps']} steps, {run['seconds'] / 60:.1f} min"
         out += _table(title + (f" ({run['label']})" if run["label"] else ""), STAGE_NOTES[run["stage"]], run["curve"])
@@ -93,7 +97,8 @@ def curve_tables(workdir: Path) -> tuple[str, float]:
 
 def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, eval_steps: int,
                  encode_seconds: float | None = None, cameo: dict | None = None) -> Path:
-    tables, seconds = curve_tables(workdir)
+    runs = training_runs(workdir)  # (reads every checkpoint of the workdir: once)
+    tables, seconds = _run_tables(runs)
     lines = [
         "# Training of the embedded default model",
         "",
@@ -124,5 +129,5 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
                   "reference tokens for this model), same seed with and without.", "",
                   "```", cameo["summary"], "```"]
     path.write_text("\n".join(lines) + "\n")
-    (path.parent / HISTORY_NAME).write_text(json.dumps(training_runs(workdir), separators=(",", ":")) + "\n")
+    (path.parent / HISTORY_NAME).write_text(json.dumps(runs, separators=(",", ":")) + "\n")
     return path

@@ -324,7 +324,7 @@ def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume:
                 device: str = "cpu", workers: int = 0, lr: float | None = None, on_vae_mels: bool = False):
     """Train the vocoder on the mels of real waveforms; on_vae_mels: fine-tune the trained vocoder on mels that
     went through the audio VAE (VAEMelSegments). A small vocoder trained on exact mels alone smears harmonics
-    when the mel is slightly off, which moved low voices' pitch up an octave in half of the round trips."""
+    when the mel is slightly off, which moved 3 of 7 low voices up an octave in round trips through the VAE."""
     torch.manual_seed(seed)
     vocoder = BigVGANVocoder(BigVGANConfig.from_dict(default_configs()["vocoder"]))
     mel_here = copy.deepcopy(MEL).to(device)
@@ -536,8 +536,10 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
 def export_curves(workdir: Path) -> Path:
     """curves.json: each trained stage's loss curve, steps and seconds, small enough to copy off a training
     machine without its checkpoints (training.report reads it when the checkpoints are not there)."""
+    from .report import STAGE_NOTES
+
     out = {}
-    for name in ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "dit", "video_decoder"):
+    for name in STAGE_NOTES:  # (every trained stage)
         if checkpoint_path(workdir, name).is_file():
             curve, steps, seconds = load_curve(workdir, name)
             out[name] = {"curve": curve, "steps": steps, "seconds": seconds}

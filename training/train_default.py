@@ -55,12 +55,13 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
     where not None."""
     settings = {**PLANS[plan].get(stage, {}), **{k: v for k, v in overrides.items() if v is not None}}
     resume = settings.pop("resume", False)
-    trains = {"video_vae": stages.run_video_vae, "audio_vae": stages.run_audio_vae, "vocoder": stages.run_vocoder,
-              "dit": stages.run_dit}
-    if stage in trains or stage in ("video_decoder", "vocoder_finetune"):
-        run = trains.get(stage, stages.run_video_vae if stage == "video_decoder" else stages.run_vocoder)
-        extra = {"decoder_only": True} if stage == "video_decoder" else {}
-        extra = {"on_vae_mels": True} if stage == "vocoder_finetune" else extra
+    # Each training stage: its function and the arguments that make it that stage (a fine-tune of a trained part).
+    trains = {"video_vae": (stages.run_video_vae, {}), "audio_vae": (stages.run_audio_vae, {}),
+              "vocoder": (stages.run_vocoder, {}), "dit": (stages.run_dit, {}),
+              "video_decoder": (stages.run_video_vae, {"decoder_only": True}),
+              "vocoder_finetune": (stages.run_vocoder, {"on_vae_mels": True})}
+    if stage in trains:
+        run, extra = trains[stage]
         settings.pop("clips", None)
         if stage == "dit":
             settings.pop("workers", None)  # its batches are slices of the pre-encoded set: nothing to build ahead

@@ -145,15 +145,17 @@ def test_encoding_keeps_cameo_references_of_every_speaking_character(tmp_path):
             assert video.shape == (z, 2, 8, 8) and audio.shape[1] == 20 and audio.shape[0] >= 32
 
 
+def _curve_only_run(step, seconds, loss):
+    """A checkpoint as the report reads it: its step, time and a one-row curve."""
+    return {"model": {}, "optimizer": None, "ema": None, "step": step, "planned": step, "seconds": seconds,
+            "curve": [{"step": step, "seconds": seconds, "loss": loss}], "window": {}}
+
+
 def test_the_report_lists_an_earlier_run_before_the_current_one_and_counts_its_time(tmp_path):
     from jointav.training.report import curve_tables
 
-    def run(step, seconds, loss):
-        return {"model": {}, "optimizer": None, "ema": None, "step": step, "planned": step, "seconds": seconds,
-                "curve": [{"step": step, "seconds": seconds, "loss": loss}], "window": {}}
-
-    torch.save(run(4509, 600.0, 0.477), tmp_path / "dit-cpu-4509.ckpt")
-    torch.save(run(2069, 1200.0, 0.433), tmp_path / "dit.ckpt")
+    torch.save(_curve_only_run(4509, 600.0, 0.477), tmp_path / "dit-cpu-4509.ckpt")
+    torch.save(_curve_only_run(2069, 1200.0, 0.433), tmp_path / "dit.ckpt")
     tables, seconds = curve_tables(tmp_path)
     assert seconds == 1800.0
     earlier, current = tables.index("dit: 4509 steps, 10.0 min (earlier run cpu-4509)"), tables.index("dit: 2069 steps")
@@ -164,14 +166,10 @@ def test_a_fine_tune_of_a_reported_bundle_reports_the_runs_that_made_it(tmp_path
     from jointav.pipeline.default_model import default_configs, random_default, save_bundle
     from jointav.training.report import HISTORY_NAME, curve_tables, write_report
 
-    def run(step, seconds, loss):
-        return {"model": {}, "optimizer": None, "ema": None, "step": step, "planned": step, "seconds": seconds,
-                "curve": [{"step": step, "seconds": seconds, "loss": loss}], "window": {}}
-
     first, shipped = tmp_path / "first", tmp_path / "shipped"
     first.mkdir()
     shipped.mkdir()
-    torch.save(run(4509, 600.0, 0.477), checkpoint_path(first, "dit"))
+    torch.save(_curve_only_run(4509, 600.0, 0.477), checkpoint_path(first, "dit"))
     write_report(shipped / "TRAINING.md", first, None, "notes", 24)
     assert (shipped / HISTORY_NAME).is_file()
     bundle = save_bundle(random_default(seed=3), shipped / "b.safetensors", default_configs())
@@ -179,7 +177,7 @@ def test_a_fine_tune_of_a_reported_bundle_reports_the_runs_that_made_it(tmp_path
     import shutil
     shutil.rmtree(first)
     work = stages.adopt_bundle(tmp_path / "work", bundle)
-    torch.save(run(2069, 1200.0, 0.433), checkpoint_path(work, "dit"))
+    torch.save(_curve_only_run(2069, 1200.0, 0.433), checkpoint_path(work, "dit"))
     tables, seconds = curve_tables(work)
     assert seconds == 1800.0
     before = tables.index("dit: 4509 steps, 10.0 min (earlier workdir)")
