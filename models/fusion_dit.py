@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -452,7 +452,11 @@ class FusionDiT(nn.Module):
     `compute_dtype` (float32 default; bfloat16/float16 selectable at any time) is independent of the
     weights' storage dtype (`dtype`, which may be fp8). `attention_backend` is one of
     `models.attention.BACKENDS`, resolved against the input's device at each forward.
+    `block_check`, when set, is called before every block; it raises to stop a run (a host's interrupt
+    request), so a long forward can be stopped within one block's time.
     """
+
+    block_check: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -561,6 +565,8 @@ class FusionDiT(nn.Module):
             _record_inputs(intermediates, "audio", aud)
 
         for i, (vb, ab) in enumerate(zip(self.video_model.blocks, self.audio_model.blocks)):
+            if self.block_check is not None:
+                self.block_check()
             if i == skip:
                 continue
             v_mod, a_mod = vb.modulation_table(vid), ab.modulation_table(aud)

@@ -33,6 +33,8 @@ WEIGHT_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "f
                  "fp8_e4m3fn": torch.float8_e4m3fn}
 OFFLOAD_POLICIES = ("none", "cpu")
 MAX_SIDE = 4096
+MODEL_SKIP_LAYER = -1  # a skip layer that means "the loaded model's own" (pipeline.sample also takes "default")
+MODEL_DURATION = "auto"  # a duration that means "the loaded model's own default preset" (its first)
 TextEncodeFn = Callable[[list[str]], list[torch.Tensor]]
 
 
@@ -123,12 +125,27 @@ def spatial_multiple(model: JointModel) -> int:
     return model.spec.vae_space_factor * max(model.dit.config.video.patch_size[1:])
 
 
+def supported_sizes(model: JointModel) -> str:
+    """What frame sizes the loaded model takes, in words (every size error ends with it)."""
+    spec = model.spec
+    presets = ", ".join(f"{w}x{h}" for h, w in spec.resolutions)
+    family = "" if spec.family in model.name else f" ({spec.family})"
+    return (f"model {model.name}{family} takes a width and a height that are each a multiple of "
+            f"{spatial_multiple(model)}, with at most {spec.max_area} pixels per frame; its presets (width x height): {presets}")
+
+
 def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]:
+    """The one rule for frame sizes: a multiple of the model's spatial multiple, within its family's area.
+
+    Checked before any tensor is made, so a prompt asking for more than the model is run at costs nothing."""
     multiple = spatial_multiple(model)
     for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or value <= 0 or value % multiple or value > MAX_SIDE:
-            raise InputValueError(f"{name}={value} is not usable for model {model.name}: expected a multiple of "
-                                  f"{multiple} between {multiple} and {MAX_SIDE}")
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % multiple \
+                or value > MAX_SIDE:
+            raise InputValueError(f"{name}={value!r} is not usable: {supported_sizes(model)}")
+    if height * width > model.spec.max_area:
+        raise InputValueError(f"width={width}, height={height}: {width * height} pixels per frame is more than "
+                              f"model {model.name} is run at; {supported_sizes(model)}")
     area = model.spec.target_area
     if area and not 0.9 * area <= height * width <= 1.1 * area:
         log.warning("%dx%d is more than 10%% away from the %d-pixel area model %s was trained on; results may suffer",
@@ -137,12 +154,25 @@ def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]
 
 
 def _frames(model: JointModel, duration: str) -> int:
+    if duration == MODEL_DURATION:
+        return model.spec.durations[0].frames
     try:
         return model.spec.duration_preset(duration).frames
     except KeyError:
         names = ", ".join(p.name for p in model.spec.durations)
-        raise InputValueError(f"duration={duration!r} is beyond what model {model.name} supports; "
-                              f"expected one of: {names}") from None
+        raise InputValueError(f"duration={duration!r} is beyond what model {model.name} "
+                              f"supports; expected one of: {names}, or {MODEL_DURATION} (= "
+                              f"{model.spec.durations[0].name})") from None
+
+
+def _size_or_default(model: JointModel, height: int | None, width: int | None) -> tuple[int, int]:
+    """None (or 0) for both sizes means the model's own default frame size (its first preset)."""
+    if not height and not width:
+        return model.spec.resolutions[0]
+    if not height or not width:
+        raise InputValueError(f"width={width!r} and height={height!r}: give both sizes, or neither for the model's "
+                              f"default ({supported_sizes(model)})")
+    return height, width
 
 
 def _latent(model: JointModel, frames: int, height: int, width: int, batch: int) -> JointLatent:
@@ -156,11 +186,12 @@ def _latent(model: JointModel, frames: int, height: int, width: int, batch: int)
         fps=spec.fps, audio_sample_rate=spec.audio_sample_rate, audio_samples_per_latent=spec.audio_samples_per_latent)
 
 
-def empty_latent(model: JointModel, duration: str, height: int, width: int, batch: int = 1) -> JointLatent:
-    """The shape of a clip to generate (the sampler draws the noise)."""
+def empty_latent(model: JointModel, duration: str = MODEL_DURATION, height: int | None = None,
+                 width: int | None = None, batch: int = 1) -> JointLatent:
+    """The shape of a clip to generate (the sampler draws the noise); sizes None take the model's default."""
     if not isinstance(batch, int) or not 1 <= batch <= 64:
         raise InputValueError(f"batch={batch!r}: expected an integer from 1 to 64")
-    height, width = _checked_size(model, height, width)
+    height, width = _checked_size(model, *_size_or_default(model, height, width))
     return _latent(model, _frames(model, duration), height, width, batch)
 
 
@@ -187,9 +218,9 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
         raise InputShapeError(f"image: shape {tuple(image.shape)}, expected [B, H, W, 3] (a ComfyUI IMAGE)")
     if decoders.video_vae is None:
         raise InputValueError("decoders: no video VAE is loaded; image-to-AV needs its encoder")
-    if height is None or width is None:
+    if not height and not width:
         height, width = _nearest_preset(model, image)
-    height, width = _checked_size(model, height, width)
+    height, width = _checked_size(model, *_size_or_default(model, height, width))
     latent = _latent(model, _frames(model, duration), height, width, image.shape[0])
     pixels = _fit_image(image, height, width) * 2 - 1
     vae = decoders.video_vae
@@ -204,46 +235,65 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
 
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
-           slg_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
+           skip_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
 
-    slg_layer: the block skipped in the negative pass; "default" takes the model family's (11 for Ovi),
-    None or 0 turns skip-layer guidance off.
+    skip_layer: the block skipped in the negative pass; "default" (or -1) takes the model family's (11 for
+    Ovi, off for the embedded default), None or 0 turns skip-layer guidance off.
+    cancel(): checked before every step and before every DiT block (True, or an exception it raises, stops
+    the run), so a stop request lands within one block's time even when one forward takes long.
     """
-    if slg_layer == "default":
-        slg_layer = model.spec.default_skip_layer
+    if skip_layer in ("default", MODEL_SKIP_LAYER):
+        skip_layer = model.spec.default_skip_layer
     if not isinstance(steps, int) or steps < 1:
         raise InputValueError(f"steps={steps!r}: expected an integer >= 1")
-    if slg_layer is not None and slg_layer >= model.dit.config.num_layers:
-        raise InputValueError(f"skip_layer={slg_layer} is beyond model {model.name}'s {model.dit.config.num_layers} "
-                              f"layers; expected 0 (off) to {model.dit.config.num_layers - 1}")
+    layers = model.dit.config.num_layers
+    if skip_layer is not None and not (isinstance(skip_layer, int) and 0 <= skip_layer < layers):
+        raise InputValueError(f"skip_layer={skip_layer!r} is beyond model {model.name}'s {layers} layers; expected "
+                              f"{MODEL_SKIP_LAYER} (the model's own: {model.spec.default_skip_layer or 'off'}), "
+                              f"0 (off) or 1 to {layers - 1}")
+    skip_layer = skip_layer or None
     dit, device = model.dit, model.device
     dtype = dit.compute_dtype
     if model.offload == "cpu":
         dit.to(device)
+    dit.block_check = _block_check(cancel)
     try:
         positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
         negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
                                   audio=conditioning.audio_negative[None].to(device, dtype))
         video, audio = sample_latents(
             dit, tuple(latent.video.shape), tuple(latent.audio.shape), positive, negative, solver=solver, steps=steps,
-            shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=slg_layer,
+            shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=skip_layer,
             conditioning=latent.conditionings or None, seed=seed,
             audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
             progress=progress, cancel=cancel)
     finally:
+        dit.block_check = None
         if model.offload == "cpu":
             dit.to("cpu")
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
     provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
-                              "audio_guidance": audio_guidance, "skip_layer": slg_layer,
+                              "audio_guidance": audio_guidance, "skip_layer": skip_layer,
                               "video_negative": conditioning.video_negative_prompt,
                               "audio_negative": conditioning.audio_negative_prompt}}
     return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,
                        conditionings=list(latent.conditionings), sampled=True, provenance=provenance)
+
+
+def _block_check(cancel) -> Callable[[], None] | None:
+    """The DiT's per-block hook made from a run's cancel(): it raises when cancel() says stop."""
+    if cancel is None:
+        return None
+
+    def check() -> None:
+        if cancel():
+            raise GenerationInterrupted("sampling cancelled inside a model forward")
+
+    return check
 
 
 # --------------------------------------------------------------------------------------------- decoding

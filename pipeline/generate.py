@@ -95,7 +95,7 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
                              reference_guidance=guidance)
     latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
                         solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
-                        audio_guidance=req.audio_guidance, slg_layer=req.skip_layer, progress=progress)
+                        audio_guidance=req.audio_guidance, skip_layer=req.skip_layer, progress=progress)
     frames = api.decode_video(decoders, latent)
     audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
     provenance = dict(latent.provenance, **cameo_provenance(latent), duration=duration, image=req.image)

@@ -45,6 +45,15 @@ class ModelSpec:
     reference_guidance: bool = False
     cameo_mode: str = "first_frame"  # what cameo mode "auto" means for this family (pipeline.cameo.MODES)
 
+    @property
+    def max_area(self) -> int:
+        """The most pixels per frame this family is run at: 10% over the area it was trained on, or its largest
+        preset. Beyond it a step's memory and time grow past what a queue can absorb (a 4096x4096 frame on the
+        default model never finished its first step), so larger frames are refused before any work."""
+        if self.target_area:
+            return int(self.target_area * 1.1)
+        return max(h * w for h, w in self.resolutions)
+
     def duration_preset(self, name: str) -> DurationPreset:
         for preset in self.durations:
             if preset.name == name:

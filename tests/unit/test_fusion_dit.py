@@ -302,3 +302,34 @@ def test_towers_of_different_width_are_rejected_at_construction():
 
     with pytest.raises(InputValueError, match="dim and num_heads"):
         FusionDiT(FusionConfig(video=TINY.video, audio=replace(TINY.audio, dim=48, num_heads=2)), device="meta")
+
+
+class _StopAfter:
+    """A host's interrupt check that asks to stop once `blocks` blocks have started."""
+
+    def __init__(self, blocks: int):
+        self.blocks, self.calls = blocks, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls > self.blocks:
+            raise KeyboardInterrupt(f"stop requested after {self.blocks} blocks")
+
+
+@torch.no_grad()
+def test_the_block_check_runs_before_every_block_and_can_stop_a_forward_midway():
+    model = _model()
+    video, audio, t, vctx, actx = _batch()
+    layers = model.config.num_layers
+    assert layers >= 3
+    check = _StopAfter(layers)  # never stops a whole forward: one call per block
+    model.block_check = check
+    expected = model(video, audio, t, vctx, actx)
+    assert check.calls == layers
+    check = _StopAfter(1)
+    model.block_check = check
+    with pytest.raises(KeyboardInterrupt, match="after 1 blocks"):
+        model(video, audio, t, vctx, actx)
+    assert check.calls == 2, "the stop request was not seen at the second block"
+    model.block_check = None
+    assert _close(model(video, audio, t, vctx, actx), expected), "the check changed the output"

@@ -130,7 +130,57 @@ def test_image_to_av_holds_the_encoded_first_frame(model, decoders, conditioning
 def test_skip_layer_beyond_the_model_is_refused(model, conditioning):
     layers = model.dit.config.num_layers
     with pytest.raises(InputValueError, match=rf"skip_layer=11 .*{layers} layers"):
-        api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=1, slg_layer=11)
+        api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=1, skip_layer=11)
+
+
+def test_skip_layer_minus_one_is_the_models_own(model, conditioning):
+    latent = api.empty_latent(model, "1s", 64, 64)
+    own = api.sample(model, conditioning, latent, seed=3, steps=1, skip_layer=-1)
+    assert own.provenance["sampler"]["skip_layer"] == model.spec.default_skip_layer
+    same = api.sample(model, conditioning, latent, seed=3, steps=1, skip_layer="default")
+    assert torch.equal(own.video, same.video)
+
+
+def test_default_duration_and_size_are_the_loaded_models_own(model):
+    latent = api.empty_latent(model)
+    height, width = model.spec.resolutions[0]
+    f = model.spec.vae_space_factor
+    assert latent.video.shape[-2:] == (height // f, width // f)
+    assert latent.video_frames == model.spec.durations[0].frames
+    assert api.empty_latent(model, "auto", height, width).video.shape == latent.video.shape
+
+
+@pytest.mark.parametrize("height,width", [(4096, 4096), (1024, 1024), (256, 128)])
+def test_frames_larger_than_the_family_runs_at_are_refused_listing_what_it_supports(model, height, width):
+    with pytest.raises(InputValueError) as info:
+        api.empty_latent(model, "1s", height, width)
+    message = str(info.value)
+    assert f"width={width}, height={height}" in message or f"height={height}" in message, message
+    assert f"at most {model.spec.max_area} pixels" in message and "64x96" in message, message
+    largest = max(model.spec.resolutions, key=lambda hw: hw[0] * hw[1])
+    api.empty_latent(model, "1s", *largest)  # the largest preset is supported
+
+
+def test_ovi_families_take_their_presets_and_refuse_twice_their_area(model):
+    for spec in (OVI_720_5S, OVI_960_5S, OVI_960_10S):
+        assert all(h * w <= spec.max_area for h, w in spec.resolutions), spec.family
+        assert 4096 * 4096 > spec.max_area and spec.max_area < 2 * spec.target_area
+
+
+def test_a_stop_request_lands_inside_a_forward_at_the_next_block(model, conditioning):
+    from jointav.errors import GenerationInterrupted
+
+    calls = []
+    layers = model.dit.config.num_layers
+
+    def cancel():  # the host's check: asked once before the step, then before each block
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(GenerationInterrupted, match="inside a model forward"):
+        api.sample(model, conditioning, api.empty_latent(model, "1s", 64, 64), steps=3, cancel=cancel)
+    assert len(calls) == 3 and layers > 2, "the stop was not seen at the second block of the first forward"
+    assert model.dit.block_check is None, "the run's check stayed on the shared model"
 
 
 def test_video_decoding_reports_progress_and_can_be_cancelled(model, decoders, conditioning):
