@@ -8,6 +8,7 @@ from comfy_api.latest import ComfyExtension, io
 from .cameo import ApplyCameo, CreateProfile, LoadProfile, register_cameo_folder
 from .decode import DecodeAudio, DecodeVideo
 from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
+from .legacy import register as register_renamed_inputs
 from .loaders import LoadDecoders, LoadModel, register_audio_folder
 from .prompt import EncodePrompt
 from .provenance import SaveVideo, Verify
@@ -24,4 +25,5 @@ class JointAVExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         register_audio_folder()  # before any schema lists the folder's files
         register_cameo_folder()
+        register_renamed_inputs()  # API workflows saved with old input names keep running (0.3.64 calls no on_load)
         return NODES

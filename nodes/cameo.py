@@ -21,6 +21,7 @@ from ..pipeline.cameo import (MODE_CHOICES, REFERENCE_GUIDANCE, apply_cameo, cre
                               reference_guidance_choice)
 from .failures import node_errors
 from .types import CATEGORY, JointAVCameo, JointAVDecoders, JointAVLatent, JointAVModel
+from .validation import validate
 
 CAMEO_FOLDER = "cameos"
 NO_RECORDING = "(none: image + voice)"  # the recording choice for a profile made from an image and a voice clip
@@ -100,12 +101,20 @@ class CreateProfile(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, name: str | None = None, recording: str | None = None) -> bool | str:
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, skip=("recording",), extra=cls._rules)
+
+    @classmethod
+    def _rules(cls, values: dict) -> list[str | None]:
+        name, recording = values.get("name"), values.get("recording")
+        problems = []
         if name is not None and not name.strip():
-            return f"{cls.NAME}: name is empty; expected the person's display name"
-        if recording not in (None, NO_RECORDING) and not folder_paths.exists_annotated_filepath(recording):
-            return f"{cls.NAME}: recording={recording!r} is not a file in {folder_paths.get_input_directory()}"
-        return True
+            problems.append(f"{cls.NAME}: name is empty; expected the person's display name")
+        if recording not in (None, NO_RECORDING) and not (isinstance(recording, str)
+                                                          and folder_paths.exists_annotated_filepath(recording)):
+            problems.append(f"{cls.NAME}: recording={recording!r} is not a file in "
+                            f"{folder_paths.get_input_directory()}")
+        return problems
 
     @classmethod
     def fingerprint_inputs(cls, recording: str = NO_RECORDING, **_) -> object:
@@ -147,11 +156,16 @@ class LoadProfile(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, profile: str | None = None) -> bool | str:
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, skip=("profile",), extra=cls._rules)
+
+    @classmethod
+    def _rules(cls, values: dict) -> list[str | None]:
+        profile = values.get("profile")
         if profile is None or profile in profile_choices():
-            return True
+            return []
         where = ", ".join(folder_paths.get_folder_paths(CAMEO_FOLDER))
-        return f"{cls.NAME}: profile={profile!r} is not a profile folder in {where}"
+        return [f"{cls.NAME}: profile={profile!r} is not a profile folder in {where}"]
 
     @classmethod
     def fingerprint_inputs(cls, profile: str, **_) -> object:
@@ -204,6 +218,10 @@ class ApplyCameo(io.ComfyNode):
             ],
             outputs=[JointAVLatent.Output(display_name="latent")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def fingerprint_inputs(cls, **_) -> float:

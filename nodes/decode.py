@@ -9,6 +9,7 @@ from ..pipeline import api as pipeline
 from .device import StepProgress, interrupted_exception, raise_if_interrupted, release_cache
 from .failures import node_errors
 from .types import CATEGORY, JointAVDecoders, JointAVLatent
+from .validation import validate
 
 SAMPLE_RATES = [16000, 44100, 48000]
 
@@ -58,6 +59,10 @@ class DecodeAudio(io.ComfyNode):
             ],
             outputs=[io.Audio.Output(display_name="audio")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def execute(cls, decoders, latent, sample_rate: int, stereo: bool) -> io.NodeOutput:

@@ -1,7 +1,8 @@
 """Empty Latent, Image To AV Latent and Split Latent: the joint latent a sampler starts from, and a way out.
 
 Lengths are presets (Ovi ties 121 frames at 24 fps to 157 audio latents, 241 to 314), so duration is a
-choice, not a number; which presets a model has is known only once it is loaded, so the core checks it.
+choice, not a number; which presets and sizes a model takes is known only once it is loaded, so the core
+checks them (before any tensor is made). The defaults, "auto" and 0 x 0, are the loaded model's own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..pipeline import api as pipeline
 from ..pipeline.specs import FAMILIES
 from .failures import node_errors
 from .types import CATEGORY, JointAVDecoders, JointAVLatent, JointAVModel
+from .validation import validate
 
 
 def _preset_names() -> list[str]:
@@ -20,26 +22,36 @@ def _preset_names() -> list[str]:
     return sorted(seconds, key=seconds.get)
 
 
-DURATIONS = _preset_names()
+DURATIONS = [pipeline.MODEL_DURATION, *_preset_names()]
 MAX_SIZE = pipeline.MAX_SIDE
 # The widget step: the smallest VAE factor of any family (8x, the default) times the smallest DiT patch (2).
 # The loaded model's own multiple (VAE factor x DiT patch) is checked on execute.
 SIZE_STEP = min(s.vae_space_factor for s in FAMILIES.values()) * 2
 
 
-def check_size(node: str, name: str, value: int | None, *, allow_zero: bool = False) -> str | None:
-    """A message for a typed-in width/height no model can use (the core checks the model's own multiple)."""
-    if value is None or (allow_zero and value == 0):
+def check_size(node: str, name: str, value: int | None) -> str | None:
+    """A message for a typed-in width/height no model can use (the core checks the loaded model's own rule)."""
+    if value is None or value == 0:
         return None
     if not SIZE_STEP <= value <= MAX_SIZE or value % SIZE_STEP:
-        return f"{node}: {name}={value} must be a multiple of {SIZE_STEP} between {SIZE_STEP} and {MAX_SIZE}"
+        return (f"{node}: {name}={value} must be 0 (the model's default) or a multiple of {SIZE_STEP} between "
+                f"{SIZE_STEP} and {MAX_SIZE}")
     return None
 
 
-def check_duration(node: str, value: str | None) -> str | None:
-    if value is None or value in DURATIONS:
-        return None
-    return f"{node}: duration={value!r} is not a preset; presets: {', '.join(DURATIONS)}"
+def size_rules(node: str, values: dict) -> list[str | None]:
+    """Sizes: each 0 or a usable multiple, and both 0 (the model's default) or neither."""
+    width, height = values.get("width"), values.get("height")
+    problems = [check_size(node, "width", width), check_size(node, "height", height)]
+    if width is not None and height is not None and (width == 0) != (height == 0):
+        problems.append(f"{node}: width={width}, height={height}: give both sizes, or 0 for both (the model's default)")
+    return problems
+
+
+SIZE_TIP = ("Frame {0} in pixels; 0 (with the other 0 too): the loaded model's default size. Must be a multiple of "
+            "the model's spatial multiple (16 for the default model, 32 for Ovi) within its frame area.")
+DURATION_TIP = ("Clip length preset; auto: the loaded model's default (2s for the default model, 5s or 10s for Ovi). "
+                "The model decides which presets it supports.")
 
 
 class EmptyLatent(io.ComfyNode):
@@ -54,31 +66,23 @@ class EmptyLatent(io.ComfyNode):
             description="A text-to-audio-video latent of one preset length and a frame size.",
             inputs=[
                 JointAVModel.Input("model"),
-                io.Combo.Input("duration", options=DURATIONS, default="5s",
-                               tooltip="Clip length preset; the model decides which presets it supports."),
-                io.Int.Input("width", default=992, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
-                             tooltip="Frame width in pixels; a multiple of the model's spatial multiple (32 for Ovi)."),
-                io.Int.Input("height", default=512, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP,
-                             tooltip="Frame height in pixels; a multiple of the model's spatial multiple."),
+                io.Combo.Input("duration", options=DURATIONS, default=pipeline.MODEL_DURATION, tooltip=DURATION_TIP),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, tooltip=SIZE_TIP.format("width")),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip=SIZE_TIP.format("height")),
                 io.Int.Input("batch", default=1, min=1, max=64, tooltip="Clips generated side by side."),
             ],
             outputs=[JointAVLatent.Output(display_name="latent")],
         )
 
     @classmethod
-    def validate_inputs(cls, duration: str | None = None, width: int | None = None, height: int | None = None,
-                        batch: int | None = None) -> bool | str:
-        problems = [check_duration(cls.NAME, duration), check_size(cls.NAME, "width", width),
-                    check_size(cls.NAME, "height", height)]
-        if batch is not None and not 1 <= batch <= 64:
-            problems.append(f"{cls.NAME}: batch={batch} must be between 1 and 64")
-        problems = [p for p in problems if p]
-        return "; ".join(problems) if problems else True
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, extra=lambda v: size_rules(cls.NAME, v))
 
     @classmethod
     def execute(cls, model, duration: str, width: int, height: int, batch: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            latent = pipeline.empty_latent(model, duration, height, width, batch)
+            latent = pipeline.empty_latent(model, duration, height or None, width or None, batch)
         return io.NodeOutput(latent)
 
 
@@ -96,8 +100,7 @@ class ImageToAVLatent(io.ComfyNode):
                 JointAVModel.Input("model"),
                 JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the first frame."),
                 io.Image.Input("image", tooltip="The first frame (the first image of a batch)."),
-                io.Combo.Input("duration", options=DURATIONS, default="5s",
-                               tooltip="Clip length preset; the model decides which presets it supports."),
+                io.Combo.Input("duration", options=DURATIONS, default=pipeline.MODEL_DURATION, tooltip=DURATION_TIP),
                 io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True,
                              tooltip="0: from the image (fitted to the model's pixel area and multiple)."),
                 io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True,
@@ -107,14 +110,8 @@ class ImageToAVLatent(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, duration: str | None = None, width: int | None = None,
-                        height: int | None = None) -> bool | str:
-        problems = [check_duration(cls.NAME, duration), check_size(cls.NAME, "width", width, allow_zero=True),
-                    check_size(cls.NAME, "height", height, allow_zero=True)]
-        if (width == 0) != (height == 0) and width is not None and height is not None:
-            problems.append(f"{cls.NAME}: width={width}, height={height}: give both sizes, or 0 for both")
-        problems = [p for p in problems if p]
-        return "; ".join(problems) if problems else True
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, extra=lambda v: size_rules(cls.NAME, v))
 
     @classmethod
     def execute(cls, model, decoders, image, duration: str, width: int = 0, height: int = 0) -> io.NodeOutput:

@@ -17,6 +17,7 @@ from ..pipeline.specs import DEFAULT_SPEC, FAMILIES
 from .device import make_room, torch_device
 from .failures import node_errors
 from .types import CATEGORY, JointAVDecoders, JointAVModel
+from .validation import validate
 
 EMBEDDED = "(embedded default)"  # the first dropdown entry: the small model that ships inside the pack
 AUDIO_FOLDER = "jointav_audio"
@@ -26,6 +27,16 @@ ATTENTION_BACKENDS = list(BACKENDS)
 OFFLOAD_POLICIES = list(pipeline.OFFLOAD_POLICIES)
 # Ovi's releases share one architecture, so the family comes from the published file name unless picked here.
 FAMILY_CHOICES = ["auto", *(name for name in FAMILIES if name != DEFAULT_SPEC.family)]
+
+# Where the files each input takes are published (README, "Model files"), for the message of a missing one.
+PUBLISHED = {
+    "model_name": "Ovi's model.safetensors, model_fp8_e4m3fn.safetensors, model_960x960.safetensors and "
+                  "model_960x960_10s.safetensors are published on Hugging Face at chetwinlow1/Ovi",
+    "video_vae": "wan2.2_vae.safetensors is published on Hugging Face at Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+    "audio_vae": "v1-16.pth (MMAudio 16 kHz VAE) is published on Hugging Face at hkchengrex/MMAudio, ext_weights/",
+    "vocoder": "best_netG.pt (BigVGAN 16 kHz vocoder) is published on Hugging Face at hkchengrex/MMAudio, "
+               "ext_weights/",
+}
 
 
 def register_audio_folder() -> None:
@@ -40,12 +51,24 @@ def choices(folder: str) -> list[str]:
     return [EMBEDDED, *folder_paths.get_filename_list(folder)]
 
 
-def check_choice(node: str, name: str, value: str, folder: str) -> bool | str:
-    """validate_inputs result for a file dropdown: True, or a message naming the input and where we looked."""
-    if value == EMBEDDED or value in folder_paths.get_filename_list(folder):
-        return True
+def missing_file(name: str, value: object, folder: str) -> str | None:
+    """For a file dropdown: None when the choice is there, else what is missing, where we looked and where the
+    file is published."""
+    if value is None or value == EMBEDDED or value in folder_paths.get_filename_list(folder):
+        return None
     where = ", ".join(folder_paths.get_folder_paths(folder)) or f"the {folder} folder"
-    return f"{node}: {name}={value!r} is not a file in {where}; put the file there or pick one of the listed files"
+    published = f" ({PUBLISHED[name]})" if name in PUBLISHED else ""
+    return f"{name}={value!r} is not a file in {where}{published}"
+
+
+def check_files(node: str, values: dict, files: dict[str, str]) -> list[str]:
+    """Every missing file of a loader, in one message: a user fetching three files learns of all three at once."""
+    missing = [m for name, folder in files.items() if (m := missing_file(name, values.get(name), folder))]
+    if not missing:
+        return []
+    count = "a file is" if len(missing) == 1 else f"{len(missing)} files are"
+    return [f"{node}: {count} missing: " + "; ".join(missing)
+            + ". Put each file in its folder, or pick one of the listed files."]
 
 
 def resolve(node: str, name: str, value: str, folder: str) -> str | None:
@@ -86,9 +109,11 @@ class LoadModel(io.ComfyNode):
             outputs=[JointAVModel.Output(display_name="model")],
         )
 
+    FILES = {"model_name": "diffusion_models"}
+
     @classmethod
-    def validate_inputs(cls, model_name: str = EMBEDDED) -> bool | str:
-        return check_choice(cls.NAME, "model_name", model_name, "diffusion_models")
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, skip=cls.FILES, extra=lambda v: check_files(cls.NAME, v, cls.FILES))
 
     @classmethod
     def execute(cls, model_name: str, weight_dtype: str, attention_backend: str, offload: str,
@@ -126,15 +151,11 @@ class LoadDecoders(io.ComfyNode):
             outputs=[JointAVDecoders.Output(display_name="decoders")],
         )
 
+    FILES = {"video_vae": "vae", "audio_vae": AUDIO_FOLDER, "vocoder": AUDIO_FOLDER}
+
     @classmethod
-    def validate_inputs(cls, video_vae: str = EMBEDDED, audio_vae: str = EMBEDDED,
-                        vocoder: str = EMBEDDED) -> bool | str:
-        for name, value, folder in (("video_vae", video_vae, "vae"), ("audio_vae", audio_vae, AUDIO_FOLDER),
-                                    ("vocoder", vocoder, AUDIO_FOLDER)):
-            result = check_choice(cls.NAME, name, value, folder)
-            if result is not True:
-                return result
-        return True
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, skip=cls.FILES, extra=lambda v: check_files(cls.NAME, v, cls.FILES))
 
     @classmethod
     def execute(cls, video_vae: str, audio_vae: str, vocoder: str, model=None) -> io.NodeOutput:

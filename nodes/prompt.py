@@ -12,6 +12,7 @@ from ..pipeline import api as pipeline
 from .clip_text import clip_text_encoder
 from .failures import node_errors
 from .types import CATEGORY, JointAVConditioning, JointAVModel
+from .validation import validate
 
 # Ovi's short default negatives.
 VIDEO_NEGATIVE = "jitter, bad hands, blur, distortion"
@@ -45,13 +46,16 @@ class EncodePrompt(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, video_prompt: str | None = None, speech_lines: str | None = None,
-                        audio_description: str | None = None) -> bool | str:
-        texts = (video_prompt, speech_lines, audio_description)
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, extra=cls._rules)
+
+    @classmethod
+    def _rules(cls, values: dict) -> list[str | None]:
+        texts = [values.get(name) for name in ("video_prompt", "speech_lines", "audio_description")]
         if all(isinstance(t, str) and not t.strip() for t in texts):  # only when all three are typed-in values
-            return (f"{cls.NAME}: video_prompt, speech_lines and audio_description are all empty; "
-                    "write at least a video prompt")
-        return True
+            return [f"{cls.NAME}: video_prompt, speech_lines and audio_description are all empty; "
+                    "write at least a video prompt"]
+        return []
 
     @classmethod
     def execute(cls, model, video_prompt: str, speech_lines: str, audio_description: str, video_negative: str,

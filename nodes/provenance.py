@@ -17,7 +17,9 @@ from ..pipeline.cameo import cameo_provenance, log_cameo_use
 from ..pipeline.generate import provenance_info, write_signed_mp4
 from ..provenance import verify_file
 from .failures import node_errors
+from .server_paths import FOLDERS_TEXT, name_problem, resolve_name
 from .types import CATEGORY, JointAVLatent
+from .validation import validate
 from .video import one_track
 
 
@@ -42,6 +44,10 @@ class SaveVideo(io.ComfyNode):
             outputs=[],
             is_output_node=True,
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def execute(cls, latent, images, filename_prefix: str, audio=None) -> io.NodeOutput:
@@ -69,19 +75,32 @@ class Verify(io.ComfyNode):
             node_id="JointAVVerify",
             display_name=cls.NAME,
             category=CATEGORY,
-            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`.",
-            inputs=[io.String.Input("path", default="", tooltip="A file path, or a name inside ComfyUI's output folder "
-                                                                 "(e.g. video/JointAV_00001_.mp4).")],
+            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`. "
+                        f"It reads only names inside {FOLDERS_TEXT}, never other paths on the server.",
+            inputs=[io.String.Input("path", default="",
+                                    tooltip=f"A name inside {FOLDERS_TEXT}, looked up in that order (e.g. "
+                                            "video/JointAV_00001_.mp4, or input/clip.mp4 for the input folder only). "
+                                            "Absolute paths and '..' are refused.")],
             outputs=[io.Boolean.Output(display_name="valid"), io.String.Output(display_name="report")],
             is_output_node=True,
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        # the file itself may be written by a Save node of the same prompt, so only the name is judged here
+        return validate(cls, values, extra=lambda v: [
+            f"{cls.NAME}: {name_problem(v['path'])}" if isinstance(v.get("path"), str) and name_problem(v["path"])
+            else None])
+
+    @classmethod
     def execute(cls, path: str) -> io.NodeOutput:
-        full = path if os.path.isabs(path) else os.path.join(folder_paths.get_output_directory(), path)
+        folders = {"output": folder_paths.get_output_directory(), "input": folder_paths.get_input_directory(),
+                   "temp": folder_paths.get_temp_directory()}
         with node_errors(cls.NAME, {"path": path}):
-            if not os.path.isfile(full):
-                raise FileNotFoundError(f"path={path!r}: no such file (looked at {full})")
+            try:
+                full = resolve_name(path, folders)
+            except PermissionError as exc:  # reported like any bad input (node and input named)
+                raise ValueError(str(exc)) from None
             report = verify_file(full)
         text = report.text()
         return io.NodeOutput(report.valid, text, ui={"text": [text]})

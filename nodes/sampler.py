@@ -9,10 +9,10 @@ from ..pipeline import api as pipeline
 from .device import StepProgress, interrupted_exception, make_room, raise_if_interrupted, weight_bytes
 from .failures import node_errors
 from .types import CATEGORY, JointAVConditioning, JointAVLatent, JointAVModel
+from .validation import validate
 
 SOLVERS = ["unipc", "euler", "dpm++"]
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-MODEL_DEFAULT = "default"  # what pipeline.sample takes for "the model family's own skip layer"
 
 
 class Sampler(io.ComfyNode):
@@ -38,24 +38,28 @@ class Sampler(io.ComfyNode):
                                tooltip="Classifier-free guidance scale of the video tower (Ovi: 4)."),
                 io.Float.Input("audio_guidance", default=3.0, min=0.0, max=30.0, step=0.1,
                                tooltip="Classifier-free guidance scale of the audio tower (Ovi: 3)."),
-                io.Int.Input("slg_layer", display_name="skip_layer", default=11, min=-1, max=1000,
-                             tooltip="Block skipped in the negative pass (skip-layer guidance; Ovi: 11). "
-                                     "0: off. -1: the loaded model's own default."),
+                io.Int.Input("skip_layer", default=pipeline.MODEL_SKIP_LAYER, min=-1, max=1000,
+                             tooltip="Block skipped in the negative pass (skip-layer guidance). -1: the loaded "
+                                     "model's own (Ovi: 11; the default model: off). 0: off."),
             ],
             outputs=[JointAVLatent.Output(display_name="latent")],
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
+
+    @classmethod
     def execute(cls, model, conditioning, latent, seed: int, steps: int, solver: str, shift: float,
-                video_guidance: float, audio_guidance: float, slg_layer: int) -> io.NodeOutput:
+                video_guidance: float, audio_guidance: float, skip_layer: int) -> io.NodeOutput:
         if model.offload == "cpu":
             make_room(weight_bytes(model.dit), model.device)  # the weights move to the GPU for the loop
-        skip = MODEL_DEFAULT if slg_layer == -1 else (slg_layer or None)
         try:
             with node_errors(cls.NAME):
                 sampled = pipeline.sample(model, conditioning, latent, seed=seed, steps=steps, solver=solver,
                                           shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance,
-                                          slg_layer=skip, progress=StepProgress(steps), cancel=raise_if_interrupted)
+                                          skip_layer=skip_layer, progress=StepProgress(steps),
+                                          cancel=raise_if_interrupted)
         except GenerationInterrupted as exc:  # the core's own cancel path: report it as ComfyUI's interruption
             raise interrupted_exception() from exc
         return io.NodeOutput(sampled)

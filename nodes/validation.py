@@ -66,11 +66,12 @@ def check_inputs(node: str, inputs: Iterable[Any], values: Mapping[str, object],
 
     inputs: the schema's input declarations; values: what ComfyUI passed (None for a linked input, whose value
     is not known before the run). skip: inputs the node checks itself (file lists, whose message says which
-    folder was searched). extra(values): the node's own rules (sizes, combinations), run only once every widget
-    has the right type, with linked inputs still None.
+    folder was searched). extra(values): the node's own rules (sizes, combinations, files); it sees None for
+    linked inputs and for values already reported here, so it never meets a value of the wrong type.
     """
     skipped = set(skip)
     problems = []
+    checked = dict(values)
     for item in inputs:
         value = values.get(item.id)
         if value is None or item.id in skipped:
@@ -78,6 +79,13 @@ def check_inputs(node: str, inputs: Iterable[Any], values: Mapping[str, object],
         problem = widget_problem(node, item, value)
         if problem:
             problems.append(problem)
-    if not problems and extra is not None:
-        problems = [p for p in extra(dict(values)) if p]
+            checked[item.id] = None
+    if extra is not None:
+        problems += [p for p in extra(checked) if p]
     return "; ".join(problems) if problems else True
+
+
+def validate(node_cls: Any, values: Mapping[str, object], *, skip: Iterable[str] = (),
+             extra: Extra | None = None) -> bool | str:
+    """check_inputs over a node class's own schema (`define_schema().inputs`, named by its `NAME`)."""
+    return check_inputs(node_cls.NAME, node_cls.define_schema().inputs, values, skip=skip, extra=extra)
