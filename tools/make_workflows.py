@@ -56,7 +56,7 @@ NODE_TYPES: dict[str, NodeType] = {
                                         ("conditioning", "JOINTAV_CONDITIONING", False),
                                         ("latent", "JOINTAV_LATENT", False)),
                                widgets=("seed", CONTROL, "steps", "solver", "shift", "video_guidance",
-                                        "audio_guidance", "slg_layer"),
+                                        "audio_guidance", "skip_layer"),
                                outputs=(("latent", "JOINTAV_LATENT"),)),
     "JointAVDecodeVideo": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
                                             ("latent", "JOINTAV_LATENT", False)),
@@ -64,13 +64,12 @@ NODE_TYPES: dict[str, NodeType] = {
     "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
                                             ("latent", "JOINTAV_LATENT", False)),
                                    widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
-    "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
-                                        ("audio", "AUDIO", True)),
-                               outputs=(("video", "VIDEO"),)),
+    "JointAVSaveVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
+                                          ("audio", "AUDIO", True)),
+                                 widgets=("filename_prefix",)),
     # core nodes
     "CLIPLoader": NodeType(widgets=("clip_name", "type", "device"), outputs=(("CLIP", "CLIP"),)),
     "LoadImage": NodeType(widgets=("image", UPLOAD), outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK"))),
-    "SaveVideo": NodeType(sockets=(("video", "VIDEO", False),), widgets=("filename_prefix", "format", "codec")),
 }
 
 
@@ -95,23 +94,24 @@ class Workflow:
 DEFAULT_DURATION = "2s"
 DEFAULT_SIZE = (64, 64)  # width, height: a few seconds per clip on a CPU
 DEFAULT_STEPS = 10
-MODEL_SKIP_LAYER = -1  # the Sampler's "the loaded model's own default" (the tiny default has 2 blocks, Ovi 30)
+MODEL_SKIP_LAYER = -1  # the Sampler's "the loaded model's own" (off for the tiny default's 4 blocks; 11 for Ovi)
 SEED = 42
 
 
 def _av_tail(first: int, model: int, decoders: int, latent_source: int, cond: int, *, seed: int, steps: int,
              skip_layer: int, prefix: str, sample_rate: int = 44100) -> list[Node]:
-    """Sampler -> decode video and audio -> To Video -> Save Video."""
-    s, dv, da, tv, sv = range(first, first + 5)
+    """Sampler -> decode video and audio -> JointAV Save Video (watermark and signed C2PA manifest, so the clips
+    the examples make verify; core Save Video would write them unsigned)."""
+    s, dv, da, sv = range(first, first + 4)
     return [
         Node(s, "JointAVSampler", {"seed": seed, CONTROL: "fixed", "steps": steps, "solver": "unipc", "shift": 5.0,
-                                   "video_guidance": 4.0, "audio_guidance": 3.0, "slg_layer": skip_layer},
+                                   "video_guidance": 4.0, "audio_guidance": 3.0, "skip_layer": skip_layer},
              {"model": (model, 0), "conditioning": (cond, 0), "latent": (latent_source, 0)}),
         Node(dv, "JointAVDecodeVideo", {}, {"decoders": (decoders, 0), "latent": (s, 0)}),
         Node(da, "JointAVDecodeAudio", {"sample_rate": sample_rate, "stereo": True},
              {"decoders": (decoders, 0), "latent": (s, 0)}),
-        Node(tv, "JointAVToVideo", {}, {"latent": (s, 0), "images": (dv, 0), "audio": (da, 0)}),
-        Node(sv, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (tv, 0)}),
+        Node(sv, "JointAVSaveVideo", {"filename_prefix": prefix},
+             {"latent": (s, 0), "images": (dv, 0), "audio": (da, 0)}),
     ]
 
 

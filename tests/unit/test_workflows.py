@@ -8,6 +8,7 @@ widget values by position, so their order must be the schema's (required inputs 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import subprocess
 import sys
@@ -175,3 +176,43 @@ def test_files_are_what_the_generator_writes():
     done = subprocess.run([sys.executable, str(REPO / "tools" / "make_workflows.py"), "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, f"example workflows are stale; run tools/make_workflows.py\n{done.stderr}"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_every_example_saves_signed_clips(name):
+    api = json.loads((API_DIR / f"{name}.json").read_text())
+    kinds = [n["class_type"] for n in api.values()]
+    assert "JointAVSaveVideo" in kinds, f"{name}: clips must be saved with the watermark and signed manifest"
+    assert "SaveVideo" not in kinds, f"{name}: core Save Video writes clips that JointAV Verify reports NOT VALID"
+
+
+def test_the_sampler_input_has_one_name():
+    assert "skip_layer" in OURS["JointAVSampler"].widgets and "slg_layer" not in OURS["JointAVSampler"].widgets
+    source = (REPO / "nodes" / "sampler.py").read_text()
+    assert "display_name=" not in source.split('"skip_layer"')[1].split(")")[0], "the editor shows another name"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_every_template_has_a_jpeg_thumbnail(name):
+    thumbnail = UI_DIR / f"{name}.jpg"
+    assert thumbnail.is_file(), f"the template browser asks for {thumbnail.name}; run tools/make_thumbnails.py"
+    data = thumbnail.read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and data[-2:] == b"\xff\xd9", f"{thumbnail.name} is not a JPEG"
+
+
+def test_the_default_models_thumbnail_is_a_render_of_its_workflow():
+    import cv2
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("make_thumbnails", REPO / "tools" / "make_thumbnails.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    name = "jointav_default_text_to_av"
+    prompt = json.loads((API_DIR / f"{name}.json").read_text())
+    rendered = tool.grid(tool.render_default(prompt, tool.DEFAULT_IMAGE)).astype(np.float32)
+    shipped = cv2.imread(str(UI_DIR / f"{name}.jpg")).astype(np.float32)
+    assert shipped.shape == rendered.shape
+    difference = np.abs(shipped - rendered).mean()
+    other = np.abs(shipped - np.roll(rendered, 96, axis=1)).mean()  # another picture of the same kind of scene
+    print(f"thumbnail vs fresh render: mean abs difference {difference:.2f}/255 (shifted: {other:.2f})")
+    assert difference < 4 < other, "the thumbnail is not this workflow's render; run tools/make_thumbnails.py"

@@ -1,0 +1,118 @@
+"""Write the template browser's thumbnail beside each example workflow (example_workflows/<name>.jpg).
+
+ComfyUI's template browser asks for `<name>.jpg` next to each template. A workflow on the embedded default
+model is rendered here through the pipeline with the workflow's own values (read from its API form: prompt,
+negatives, seed, steps, solver, guidance, skip layer, duration, size, and for image-to-AV the image), and the
+thumbnail is four frames of that clip, evenly spaced, in a 2x2 grid. An Ovi workflow cannot be rendered
+without its 23 GB of weights, so its thumbnail is a plain title card saying so and naming the files it needs,
+not a picture that pretends to be its output.
+
+    python tools/make_thumbnails.py [--image PATH]   # PATH: what LoadImage's example.png is (ComfyUI's input/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+UI_DIR = ROOT / "example_workflows"
+API_DIR = UI_DIR / "api"
+EMBEDDED = "(embedded default)"
+SIDE = 384  # the thumbnail's width and height in pixels
+DEFAULT_IMAGE = Path.home() / "comfy" / "ComfyUI" / "input" / "example.png"
+
+
+def _node(prompt: dict, class_type: str) -> dict | None:
+    return next((n["inputs"] for n in prompt.values() if n["class_type"] == class_type), None)
+
+
+def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
+    """The workflow's clip frames `[T, H, W, 3]` in 0..1, made by the pipeline with the workflow's values."""
+    from jointav.pipeline import api
+
+    model = api.load_joint_model(None, device="cpu")
+    decoders = api.load_decoders(None, None, None, device="cpu")
+    text = _node(prompt, "JointAVEncodePrompt")
+    conditioning = api.encode_prompt(model, text["video_prompt"], [l for l in text["speech_lines"].splitlines()
+                                                                   if l.strip()],
+                                     text["audio_description"], text["video_negative"], text["audio_negative"])
+    empty = _node(prompt, "JointAVEmptyLatent")
+    if empty is not None:
+        latent = api.empty_latent(model, empty["duration"], empty["height"] or None, empty["width"] or None,
+                                  empty["batch"])
+    else:
+        image_node = _node(prompt, "JointAVImageToAVLatent")
+        picture = cv2.cvtColor(cv2.imread(str(image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        image = torch.from_numpy(picture).float().div(255)[None]
+        latent = api.image_to_av_latent(model, decoders, image, image_node["duration"],
+                                        image_node["height"] or None, image_node["width"] or None)
+    s = _node(prompt, "JointAVSampler")
+    sampled = api.sample(model, conditioning, latent, seed=s["seed"], steps=s["steps"], solver=s["solver"],
+                         shift=s["shift"], video_guidance=s["video_guidance"], audio_guidance=s["audio_guidance"],
+                         skip_layer=s["skip_layer"])
+    return api.decode_video(decoders, sampled)
+
+
+def grid(frames: torch.Tensor) -> np.ndarray:
+    """Four evenly spaced frames in a 2x2 grid, scaled to SIDE x SIDE, as a BGR uint8 image."""
+    picks = np.linspace(0, frames.shape[0] - 1, 4).round().astype(int)
+    tiles = [(frames[i].numpy() * 255).round().astype(np.uint8) for i in picks]
+    sheet = np.concatenate([np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)], axis=0)
+    sheet = cv2.resize(sheet, (SIDE, SIDE), interpolation=cv2.INTER_NEAREST)  # sharp pixels, no invented detail
+    return cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)
+
+
+def title_card(prompt: dict, note: str) -> np.ndarray:
+    """A dark card with the workflow's model files and settings, for a workflow not rendered here."""
+    card = np.full((SIDE, SIDE, 3), 32, np.uint8)
+    model = _node(prompt, "JointAVLoadModel")["model_name"]
+    latent = _node(prompt, "JointAVEmptyLatent")
+    lines = [("Ovi", 1.4), (model, 0.5), (f"{latent['width']}x{latent['height']}, {latent['duration']}", 0.7), ("", 0.5),
+             ("not rendered: needs the", 0.5), ("Ovi weights (see README,", 0.5), ("'Model files')", 0.5)]
+    words, line = note.split(), ""
+    wrapped = []
+    for word in words:
+        if len(line) + len(word) > 30:
+            wrapped.append(line)
+            line = ""
+        line = f"{line} {word}".strip()
+    wrapped.append(line)
+    lines[4:4] = [(w, 0.5) for w in wrapped] + [("", 0.5)]
+    y = 50
+    for text, scale in lines:
+        cv2.putText(card, text, (20, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (230, 230, 230), 1 if scale < 1 else 2,
+                    cv2.LINE_AA)
+        y += int(40 * scale) + 8
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE,
+                        help="the picture the image-to-AV workflow's Load Image names (ComfyUI's input/example.png)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for path in sorted(API_DIR.glob("*.json")):
+        prompt = json.loads(path.read_text())
+        ui = json.loads((UI_DIR / path.name).read_text())
+        if _node(prompt, "JointAVLoadModel")["model_name"] == EMBEDDED:
+            picture = grid(render_default(prompt, args.image))
+            how = "rendered"
+        else:
+            picture = title_card(prompt, ui["extra"].get("jointav_note", ""))
+            how = "title card"
+        out = UI_DIR / f"{path.stem}.jpg"
+        cv2.imwrite(str(out), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        print(f"{out.relative_to(ROOT)}: {how}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
