@@ -145,7 +145,7 @@ def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]
             raise InputValueError(f"{name}={value!r} is not usable: {supported_sizes(model)}")
     if height * width > model.spec.max_area:
         raise InputValueError(f"width={width}, height={height}: {width * height} pixels per frame is more than "
-                              f"model {model.name} is run at; {supported_sizes(model)}")
+                              f"this model is run at; {supported_sizes(model)}")
     area = model.spec.target_area
     if area and not 0.9 * area <= height * width <= 1.1 * area:
         log.warning("%dx%d is more than 10%% away from the %d-pixel area model %s was trained on; results may suffer",

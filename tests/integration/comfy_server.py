@@ -112,6 +112,14 @@ class ComfyServer:
     def get(self, path: str) -> tuple[int, object]:
         return self._request("GET", path)
 
+    def get_bytes(self, path: str) -> tuple[int, bytes]:
+        """GET a file as served (an image), without decoding it."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
     def post(self, path: str, body: object | None = None) -> tuple[int, object]:
         return self._request("POST", path, body if body is not None else {})
 

@@ -15,7 +15,7 @@ import os
 import pytest
 
 from .comfy_server import saved_files, status_message
-from .workflows import api_workflow, inputs_of, node_id_of, variant
+from .workflows import api_workflow, inputs_of, node_id_of, variant, with_core_save
 
 NAME = "Blue Character"
 RECORDING = "cameo_character.mp4"
@@ -47,11 +47,7 @@ def cameo_graph(seed: int, source: dict, prefix: str, mode: str = "first_frame")
                     "inputs": {"model": [model, 0], "decoders": [decoders, 0], "latent": sampler["latent"],
                                "cameo": ["20", 0], "mode": mode}}
     sampler["latent"] = ["21", 0]
-    to_video = inputs_of(prompt, "JointAVToVideo")
-    prompt[node_id_of(prompt, "SaveVideo")] = {
-        "class_type": "JointAVSaveVideo", "inputs": {"latent": to_video["latent"], "images": to_video["images"],
-                                                     "audio": to_video["audio"], "filename_prefix": prefix}}
-    del prompt[node_id_of(prompt, "JointAVToVideo")]
+    inputs_of(prompt, "JointAVSaveVideo")["filename_prefix"] = prefix  # the example saves signed already
     return prompt
 
 
@@ -168,8 +164,9 @@ def test_a_cameo_clip_cannot_leave_through_the_unsigned_path(comfy, recording):
     folder = created.pop() if created else profile_folders(comfy)[-1]
     grant(folder)
     source = {"class_type": "JointAVCameoLoadProfile", "inputs": {"profile": folder.name}}
-    prompt = variant(api_workflow("jointav_default_text_to_av"), seed=6, prefix="it_cameo/unsigned",
-                     JointAVEmptyLatent={"duration": "1s"}, JointAVSampler={"steps": 2})
+    prompt = with_core_save(variant(api_workflow("jointav_default_text_to_av"), seed=6,
+                                    JointAVEmptyLatent={"duration": "1s"}, JointAVSampler={"steps": 2}),
+                            "it_cameo/unsigned")
     model, decoders = node_id_of(prompt, "JointAVLoadModel"), node_id_of(prompt, "JointAVLoadDecoders")
     sampler = inputs_of(prompt, "JointAVSampler")
     prompt["20"] = {"class_type": "JointAVCameoLoadProfile",

@@ -20,7 +20,7 @@ EXPECTED = {
     "JointAVEmptyLatent": (["model", "duration", "width", "height", "batch"], [], ["JOINTAV_LATENT"]),
     "JointAVImageToAVLatent": (["model", "decoders", "image", "duration"], ["width", "height"], ["JOINTAV_LATENT"]),
     "JointAVSampler": (["model", "conditioning", "latent", "seed", "steps", "solver", "shift", "video_guidance",
-                        "audio_guidance", "slg_layer"], [], ["JOINTAV_LATENT"]),
+                        "audio_guidance", "skip_layer"], [], ["JOINTAV_LATENT"]),
     "JointAVDecodeVideo": (["decoders", "latent"], [], ["IMAGE"]),
     "JointAVDecodeAudio": (["decoders", "latent", "sample_rate", "stereo"], [], ["AUDIO"]),
     "JointAVToVideo": (["latent", "images"], ["audio"], ["VIDEO"]),
@@ -72,3 +72,5 @@ def test_example_workflows_are_in_the_template_browser(comfy):
         status, served = comfy.get(f"/api/workflow_templates/{PACK_NAME}/{stem}.json")
         assert status == 200
         assert served == json.loads((REPO / "example_workflows" / f"{stem}.json").read_text())
+        status, thumbnail = comfy.get_bytes(f"/api/workflow_templates/{PACK_NAME}/{stem}.jpg")
+        assert status == 200 and thumbnail[:3] == b"\xff\xd8\xff", f"{stem}.jpg: the template browser shows no picture"

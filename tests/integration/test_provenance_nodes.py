@@ -6,18 +6,13 @@ import json
 
 from .comfy_server import saved_files
 from .mp4_checks import check_clip
-from .workflows import api_workflow, expected_clip, inputs_of, node_id_of, variant
+from .workflows import api_workflow, expected_clip, node_id_of, variant
 
 
 def _signed_save_graph(seed: int, prefix: str) -> dict:
-    """The default text-to-AV graph with core Save Video swapped for JointAV Save Video."""
-    prompt = variant(api_workflow("jointav_default_text_to_av"), seed=seed)
-    to_video = inputs_of(prompt, "JointAVToVideo")
-    save_id = node_id_of(prompt, "SaveVideo")
-    prompt[save_id] = {"class_type": "JointAVSaveVideo",
-                       "inputs": {"latent": to_video["latent"], "images": to_video["images"],
-                                  "audio": to_video["audio"], "filename_prefix": prefix}}
-    del prompt[node_id_of(prompt, "JointAVToVideo")]
+    """The default text-to-AV example as shipped: it saves through JointAV Save Video."""
+    prompt = variant(api_workflow("jointav_default_text_to_av"), seed=seed, prefix=prefix)
+    assert node_id_of(prompt, "JointAVSaveVideo")
     return prompt
 
 

@@ -1,4 +1,4 @@
-"""Many clips in a row without memory growth, and a stop request that lands within one sampling step."""
+"""Many clips in a row without memory growth, and a stop request that lands within seconds, inside a forward."""
 
 from __future__ import annotations
 
@@ -28,46 +28,51 @@ def test_ten_prompts_in_a_row_do_not_grow_memory(comfy):
     assert len(written) >= QUEUE_LENGTH
 
 
-def test_interrupt_stops_the_sampler_within_one_step(comfy, default_spec):
-    # A large frame makes each step long (~0.1 s on an idle 2-core CPU) next to the event latency, so "one step" is
-    # measurable; it is never decoded, since the run stops while sampling.
+STOP_BOUND_S = 5.0  # the issue's bound: a stop request ends the run this soon, at any supported size
+
+
+def test_an_interrupt_during_a_large_forward_stops_it_within_seconds(comfy, default_spec):
+    """The largest frame and clip the default model takes, 64 side by side: one sampling step is several
+    forwards of many seconds each. The stop request is sent right after step 1, when a whole step lies ahead,
+    so only a check inside the forward (before each DiT block) can end the run in time; the next prompt runs."""
     steps = 1000
     longest = max(default_spec.durations, key=lambda p: p.frames).name
+    height, width = max(default_spec.resolutions, key=lambda hw: hw[0] * hw[1])
     prompt = variant(api_workflow("jointav_default_text_to_av"), seed=77, prefix="it_interrupt/clip",
                      JointAVSampler={"steps": steps},
-                     JointAVEmptyLatent={"width": 384, "height": 384, "duration": longest})
+                     JointAVEmptyLatent={"width": width, "height": height, "duration": longest, "batch": 64})
     sampler = node_id_of(prompt, "JointAVSampler")
-    assert inputs_of(prompt, "JointAVSampler")["steps"] == steps
     stream = EventStream(comfy)
     try:
         status, reply = comfy.submit(prompt)
         assert status == 200, reply
         prompt_id = reply["prompt_id"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # let a few steps run so the sampler is mid-loop
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # the first step done: the second has just begun
             done = [d["value"] for _, d in stream.of("progress", prompt_id) if d.get("node") == sampler]
-            if done and max(done) >= 3:
+            if done:
                 break
-            time.sleep(0.02)
+            time.sleep(0.01)
         else:
-            raise AssertionError("the sampler reported no progress within 120 s")
-        seen = max(done)
+            raise AssertionError("the sampler reported no progress within 300 s")
         asked = time.monotonic()
         status, _ = comfy.post("/interrupt")
         assert status == 200
-        entry = comfy.wait(prompt_id, timeout=120)
+        entry = comfy.wait(prompt_id, timeout=300)
         stopped = time.monotonic() - asked
         interrupted = status_message(entry, "execution_interrupted")
         assert interrupted is not None, f"not reported as interrupted: {json.dumps(entry['status'])[:2000]}"
         assert interrupted["node_id"] == sampler and interrupted["node_type"] == "JointAVSampler"
-        time.sleep(0.5)  # late progress events still in flight
+        started = [t for t, d in stream.of("executing", prompt_id) if d.get("node") == sampler]
+        first_step = [t for t, d in stream.of("progress", prompt_id) if d.get("node") == sampler][0]
+        step_s = first_step - started[0] if started else float("nan")
+        print(f"interrupt: {width}x{height}, {longest}, batch 64: the first step took {step_s:.1f} s; stopped "
+              f"{stopped:.2f} s after the request (bound {STOP_BOUND_S:.0f} s)")
         values = [d["value"] for _, d in stream.of("progress", prompt_id) if d.get("node") == sampler]
-        step_times = [t for t, d in stream.of("progress", prompt_id) if d.get("node") == sampler]
-        per_step = (step_times[-1] - step_times[0]) / max(1, len(step_times) - 1)
-        print(f"interrupt: asked after step {seen}, last step reported {max(values)} of {steps}, "
-              f"stopped {stopped:.2f} s after the request ({per_step:.3f} s per step)")
-        assert max(values) <= seen + 1, f"the sampler went on from step {seen} to {max(values)}"
-        assert max(values) < steps
+        assert max(values) == 1, f"the sampler went on to step {max(values)}"
+        assert stopped < STOP_BOUND_S, f"the run went on {stopped:.1f} s after the stop request"
+        assert stopped < step_s / 2, (f"stopped {stopped:.1f} s after the request while a step takes {step_s:.1f} s: "
+                                      f"this size does not test a stop inside a forward")
     finally:
         stream.close()
     # the server is still serving

@@ -29,6 +29,10 @@ def test_workflow_through_prompt_endpoint(comfy, default_spec, name):
     assert len(files) == 1 and files[0].suffix == ".mp4" and files[0].is_file(), files
     facts = check_clip(files[0], **expected_clip(prompt, default_spec))
     print(f"{name}: {facts}")
+    from jointav.provenance import verify_file
+
+    report = verify_file(files[0])  # the shipped example signs what it writes
+    assert report.valid and report.watermark.present, report.text()
 
 
 def _comfy_cli(comfy, workflow: dict, path) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 UI_DIR = REPO / "example_workflows"
 API_DIR = UI_DIR / "api"
 EMBEDDED = "(embedded default)"
+SAVE_NODES = ("JointAVSaveVideo", "SaveVideo")  # the examples' signed save; core's in graphs built to test it
 
 
 def api_workflow(name: str) -> dict:
@@ -41,13 +42,32 @@ def node_id_of(prompt: dict, class_type: str) -> str:
     return next(k for k, n in prompt.items() if n["class_type"] == class_type)
 
 
+def save_node_of(prompt: dict) -> dict:
+    """The inputs of the graph's one save node (JointAV Save Video, or core Save Video)."""
+    found = [n["inputs"] for n in prompt.values() if n["class_type"] in SAVE_NODES]
+    assert len(found) == 1, f"expected one save node, found {len(found)}"
+    return found[0]
+
+
+def with_core_save(prompt: dict, prefix: str) -> dict:
+    """A copy that saves through JointAV To Video and core Save Video (unsigned) instead of JointAV Save Video."""
+    prompt = copy.deepcopy(prompt)
+    save_id = node_id_of(prompt, "JointAVSaveVideo")
+    signed = prompt[save_id]["inputs"]
+    prompt["80"] = {"class_type": "JointAVToVideo", "inputs": {k: signed[k] for k in ("latent", "images", "audio")
+                                                               if k in signed}}
+    prompt[save_id] = {"class_type": "SaveVideo", "inputs": {"video": ["80", 0], "filename_prefix": prefix,
+                                                             "format": "auto", "codec": "auto"}}
+    return prompt
+
+
 def variant(prompt: dict, *, seed: int | None = None, prefix: str | None = None, **changes: dict) -> dict:
     """A copy with another seed / output prefix, and `changes` as {class_type: {input: value}}."""
     prompt = copy.deepcopy(prompt)
     if seed is not None:
         inputs_of(prompt, "JointAVSampler")["seed"] = seed
     if prefix is not None:
-        inputs_of(prompt, "SaveVideo")["filename_prefix"] = prefix
+        save_node_of(prompt)["filename_prefix"] = prefix
     for class_type, values in changes.items():
         inputs_of(prompt, class_type).update(values)
     return prompt
@@ -59,7 +79,7 @@ def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
     for node in workflow["nodes"]:
         if node["type"] == "JointAVSampler":
             node["widgets_values"][0] = seed
-        if node["type"] == "SaveVideo":
+        if node["type"] in SAVE_NODES:
             node["widgets_values"][0] = prefix
     return workflow
 
