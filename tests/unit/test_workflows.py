@@ -216,3 +216,23 @@ def test_the_default_models_thumbnail_is_a_render_of_its_workflow():
     other = np.abs(shipped - np.roll(rendered, 96, axis=1)).mean()  # another picture of the same kind of scene
     print(f"thumbnail vs fresh render: mean abs difference {difference:.2f}/255 (shifted: {other:.2f})")
     assert difference < 4 < other, "the thumbnail is not this workflow's render; run tools/make_thumbnails.py"
+
+
+def test_every_node_with_widgets_checks_them_with_the_shared_helper():
+    """ComfyUI 0.3.64 does not check V3 combo values: a node whose widgets bypass nodes/validation.py would run
+    with a value its list does not offer."""
+    unchecked = []
+    for path in sorted((REPO / "nodes").glob("*.py")):
+        for cls in (n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef)):
+            methods = {f.name: f for f in cls.body if isinstance(f, ast.FunctionDef)}
+            if "define_schema" not in methods:
+                continue
+            widgets = [c for c in ast.walk(methods["define_schema"]) if isinstance(c, ast.Call)
+                       and isinstance(c.func, ast.Attribute) and c.func.attr == "Input"
+                       and isinstance(c.func.value, ast.Attribute) and c.func.value.attr in WIDGET_TYPES]
+            check = methods.get("validate_inputs")
+            calls = {c.func.id for c in ast.walk(check) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)} \
+                if check else set()
+            if widgets and ("validate" not in calls or check.args.kwarg is None):
+                unchecked.append(f"{path.name}:{cls.name}")
+    assert not unchecked, f"nodes with widgets not checked by nodes.validation.validate(cls, **values): {unchecked}"
