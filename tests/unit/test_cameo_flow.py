@@ -75,6 +75,15 @@ def granted(tmp_path_factory, recording, subject_key, operator):
     return read_profile(folder)
 
 
+@pytest.fixture(autouse=True)
+def machine_state(tmp_path, monkeypatch):
+    """Each test on a machine of its own as far as consent history goes: the copies of one profile that tests
+    revoke or re-grant would otherwise be (rightly) refused as rollbacks in the next test."""
+    path = tmp_path / "consent-state.json"
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(path))
+    return path
+
+
 def copy_profile(profile, tmp_path, name="copy"):
     return read_profile(shutil.copytree(profile.path, tmp_path / name))
 
@@ -104,7 +113,9 @@ def test_create_grant_generate_and_verify_through_the_command_line(granted, oper
     for out in outputs:
         report = verify_file(out)
         assert report.valid, report.text()
-        assert report.generation["cameo"] == {"profile_id": granted.id, "consent_sha256": record.record_sha256}
+        cameo = report.generation["cameo"]
+        assert (cameo["profile_id"], cameo["consent_sha256"], cameo["record_version"], cameo["subject_fingerprint"]) == (
+            granted.id, record.record_sha256, 1, record.grant.subject_fingerprint)
         assert report.generation["extra"]["cameo_operator"] == fingerprint(operator)
         assert verify_file(out.with_suffix(".wav")).generation["cameo"]["profile_id"] == granted.id
 

@@ -14,6 +14,7 @@ from jointav.cameo.consent import (
     ConsentRecord,
     ConsentRevokedError,
     ConsentTamperedError,
+    ConsentWrongKeyError,
     check_consent,
     grant_consent,
     load_consent,
@@ -131,7 +132,7 @@ def test_revoking_one_operator_leaves_the_others(world):
 
 
 def test_only_the_subject_can_revoke_and_forged_revocations_are_tampering(world):
-    with pytest.raises(InputValueError, match="not the subject's key"):
+    with pytest.raises(ConsentWrongKeyError, match="not the subject's key"):
         revoke(world["record"], world["other"])
     # a revocation signed for another grant of the same subject cannot be pasted into this one
     second = grant_consent(world["subject"], subject_id="alice", profile_id="alice-v1", profile_sha256=world["hash"],
