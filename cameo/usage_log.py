@@ -129,6 +129,7 @@ def append_use(path: str | os.PathLike | None = None, *, profile_id: str, operat
             last = _last_line(fd)
         except UsageLogTamperedError as e:
             raise UsageLogTamperedError(f"usage log {path}: {e}; not appending", line=e.line) from None
+        checkpoint = log_checkpoint(path)
         if last is None:
             seq, prev = 1, GENESIS
         else:
@@ -138,6 +139,11 @@ def append_use(path: str | os.PathLike | None = None, *, profile_id: str, operat
                 raise UsageLogTamperedError(f"usage log {path}: the last line is not an entry ({e}); not appending",
                                             line=-1) from None
             prev = hashlib.sha256(last).hexdigest()
+        if checkpoint is not None and seq - 1 < checkpoint["entries"]:
+            cut = checkpoint["entries"] - (seq - 1)
+            raise UsageLogTruncatedError(f"usage log {path}: {seq - 1} entries, but this machine recorded it reaching "
+                                         f"{checkpoint['entries']}; {cut} entr{'y was' if cut == 1 else 'ies were'} "
+                                         f"cut off the end; not appending", line=seq)
         fields = {"version": LOG_VERSION, "seq": seq, "time": format_time(when), "profile_id": profile_id,
                   "operator": operator, "consent_sha256": consent_sha256, "output_sha256": output_sha256,
                   "prev_sha256": prev}
