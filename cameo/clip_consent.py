@@ -14,7 +14,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .consent import ConsentError, ConsentRecord, load_consent, parse_time, verify_record
+from .consent import ConsentError, ConsentRecord, parse_time, verify_record
 from .consent_state import describe_revocation, profile_entry, record_summary
 from .usage_log import UsageLogTamperedError, check_snapshot, sha256_file
 
@@ -39,7 +39,7 @@ class CameoClipStatus:
         word = {REVOKED: "REVOKED since", WITHDRAWN: "NO LONGER GRANTED", NOT_REVOKED: "not revoked",
                 UNKNOWN: "revocation status unknown"}[self.consent]
         return [f"consent:     record version {self.record_version}, subject key {self.subject_fingerprint}: "
-                f"{word}" + (f"; {self.consent_note}" if self.consent_note else ""),
+                f"{word}" + (f": {self.consent_note}" if self.consent_note else ""),
                 f"usage log:   {self.usage_log}" + (f"; {self.usage_log_note}" if self.usage_log_note else "")]
 
 
@@ -77,7 +77,8 @@ def consent_status(cameo: dict, revocation: ConsentRecord | None = None, source:
     made = cameo.get("checked_at")
     for r in newest.get("revocations", []):
         if r.get("operator") is None or r.get("operator") == operator:
-            after = made is not None and parse_time(made) >= parse_time(r["revoked_at"])
+            # to the second both record; a use in the revocation's own second gets the benefit of the doubt
+            after = made is not None and parse_time(made) > parse_time(r["revoked_at"])
             when = (f"; the clip was made at {made}, AFTER it" if after else
                     f"; the clip was made before it, at {made}" if made else "")
             return REVOKED, f"the person revoked {describe_revocation(r)} (record version {r.get('record_version')}, " \
@@ -115,18 +116,17 @@ def check_cameo_clip(path: str | os.PathLike, generation: dict, *, log_path: str
                 status.usage_log, status.usage_log_note = "not checked", found["note"]
             elif mp4 is not None and found["clip_entry"] is None:
                 status.usage_log = "CUT OR TAMPERED"
-                status.usage_log_note = (f"{found['entries']} entries, but none after line {snapshot['entries']} "
+                status.usage_log_note = (f"{_entries(found['entries'])}, but none after line {snapshot['entries']} "
                                          f"records this file's sha256 {mp4[:16]}...")
                 status.problems.append(f"the usage log no longer holds this clip's use: {status.usage_log_note}; "
                                        f"its entry was cut off and the log grown again")
             else:
                 status.usage_log = "intact"
-                status.usage_log_note = (f"{found['entries']} entries; {snapshot['entries']} before this clip's use"
+                status.usage_log_note = (f"{_entries(found['entries'])}; {snapshot['entries']} before this clip's use"
                                          + (f", its entry is line {found['clip_entry']}" if found["clip_entry"]
                                             else ""))
     return status
 
 
-def load_revocation(path: str | os.PathLike) -> ConsentRecord:
-    """A record file the person sent (their record with its revocations)."""
-    return load_consent(Path(path))
+def _entries(n: int) -> str:
+    return f"{n} entr{'y' if n == 1 else 'ies'}"

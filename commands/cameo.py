@@ -251,11 +251,15 @@ def _revoke(args) -> int:
             save_consent(record, path)
     except (OSError, JointAVError) as e:
         return _fail(e)
+    if args.from_file:
+        return 0
     for r in record.revocations:
         if r.record_version == record.version:
             print(f"revoked {r.describe()} of grant {record.grant.grant_id} in {path} (record version "
-                  f"{record.version}; send this file to an operator who holds the profile: 'jointav cameo revoke "
-                  f"PROFILE_DIR --from {path.name}')")
+                  f"{record.version})")
+    if not target.is_dir():
+        print(f"send {path} to the operators who hold the profile; they import it with 'jointav cameo revoke "
+              f"PROFILE_DIR --from {path.name}'")
     return 0
 
 
