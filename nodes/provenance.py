@@ -69,7 +69,9 @@ class Verify(io.ComfyNode):
             node_id="JointAVVerify",
             display_name=cls.NAME,
             category=CATEGORY,
-            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`.",
+            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`; "
+                        "for a cameo clip also whether its consent was revoked since (as far as this machine has "
+                        "seen) and whether the usage log still holds its use.",
             inputs=[io.String.Input("path", default="", tooltip="A file path, or a name inside ComfyUI's output folder "
                                                                  "(e.g. video/JointAV_00001_.mp4).")],
             outputs=[io.Boolean.Output(display_name="valid"), io.String.Output(display_name="report")],
