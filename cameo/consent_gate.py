@@ -227,8 +227,10 @@ def grant_for_profile(profile: Profile, subject_key: Ed25519PrivateKey, *, subje
     record = grant_consent(subject_key, subject_id=subject_id, profile_id=profile.id, profile_sha256=digest,
                            operators=operators, valid_until=valid_until, valid_from=valid_from, now=now,
                            record_version=_newest_version(profile) + 1)
-    check_record(record, profile.id, bound_key=pin, where=f"the new grant {record.grant.grant_id}")
+    where = f"the new grant {record.grant.grant_id}"
+    check_record(record, profile.id, bound_key=pin, where=where, update=False)  # refuse before writing anything
     path = save_consent(record, profile.path / file_name)
+    check_record(record, profile.id, bound_key=pin, where=where)
     profile = set_subject_key(profile, key_b64, record.grant.subject_fingerprint)
     return record, set_consent_record(profile, path)
 
@@ -246,8 +248,9 @@ def revoke_profile(profile: Profile, subject_key: Ed25519PrivateKey, *, operator
                   who=f" (consent record {path})")
     revoked = revoke(record, subject_key, operator=operator, reason=reason, now=now,
                      record_version=max(record.version, _newest_version(profile)) + 1)
-    check_record(revoked, profile.id, bound_key=pin, where=f"the revoked record {path}")
+    check_record(revoked, profile.id, bound_key=pin, where=f"the revoked record {path}", update=False)
     save_consent(revoked, path)
+    check_record(revoked, profile.id, bound_key=pin, where=f"the revoked record {path}")
     set_consent_record(profile, path)
     return path, revoked
 
@@ -275,10 +278,11 @@ def import_record(profile: Profile, record: ConsentRecord, source: str) -> tuple
             raise ConsentRolledBackError(f"{source} is record version {record.version}, but the profile's record "
                                          f"{path} is already version {current.version}; only a newer record is "
                                          f"imported (the person revokes on their newest copy)")
-        check_record(record, profile.id, bound_key=pin, where=source)
+        check_record(record, profile.id, bound_key=pin, where=source, update=False)
     except ConsentError as e:
         raise type(e)(f"{_label(profile)}: import refused: {e}") from e
     save_consent(record, path)
+    check_record(record, profile.id, bound_key=pin, where=source)
     profile = set_subject_key(profile, record.grant.subject_public_key, record.grant.subject_fingerprint)
     set_consent_record(profile, path)
     return path, True

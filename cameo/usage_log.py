@@ -221,13 +221,14 @@ def check_log(path: str | os.PathLike | None = None) -> LogSnapshot:
     append recorded, cameo.consent_state); returns its length and head now, recording them as the checkpoint
     when there was none. UsageLogTamperedError (UsageLogTruncatedError for a cut) says what is wrong."""
     path = Path(path) if path is not None else default_log_path()
-    report = verify_chain(path)
-    checkpoint = log_checkpoint(path)
-    if checkpoint is not None:
-        _compare(path, report, checkpoint["entries"], checkpoint["head_sha256"],
-                 f"this machine recorded it reaching ({checkpoint.get('updated', '?')})")
-    if checkpoint is None or report.entries > checkpoint["entries"]:
-        record_log_checkpoint(path, report.entries, report.head_sha256)
+    with _locked_append(path):  # no append half-written while it is read
+        report = verify_chain(path)
+        checkpoint = log_checkpoint(path)
+        if checkpoint is not None:
+            _compare(path, report, checkpoint["entries"], checkpoint["head_sha256"],
+                     f"this machine recorded it reaching ({checkpoint.get('updated', '?')})")
+        if checkpoint is None or report.entries > checkpoint["entries"]:
+            record_log_checkpoint(path, report.entries, report.head_sha256)
     return LogSnapshot(report.entries, report.head_sha256)
 
 

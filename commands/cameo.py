@@ -266,6 +266,7 @@ def _revoke(args) -> int:
 def _show(args) -> int:
     from ..cameo.consent import ConsentError, check_consent, format_time, load_consent
     from ..cameo.consent_gate import bound_key, check_profile_consent, consent_record_path
+    from ..cameo.consent_state import check_record
     from ..cameo.usage_log import UsageLogError
     from ..cameo.keys import default_operator_key_path, fingerprint, load_private_key
     from ..cameo.profile import read_profile
@@ -299,6 +300,7 @@ def _show(args) -> int:
             print("note        a record file alone: its binding to the profile's tensors is not checked (pass the "
                   "profile folder to check it)")
             decision = check_consent(record, g.profile_sha256, operator)
+            check_record(record, g.profile_id, where=f"consent record {path}", update=False)
     except (ConsentError, UsageLogError) as e:
         print(f"decision    REFUSED for {operator}: {type(e).__name__}: {e}")
         return 1

@@ -279,3 +279,13 @@ def test_a_clip_snapshot_proves_the_log_length_at_its_time(machine):
     log.unlink()
     with pytest.raises(UsageLogTruncatedError, match="is gone"):
         check_snapshot(snap, log)
+
+
+def test_an_unreadable_consent_state_refuses_rather_than_starting_over(profile, people):
+    from jointav.cameo.consent_state import ConsentStateError
+
+    grant(profile, people["alice"], [people["op"]])
+    default_state_path().write_text("{damaged")
+    with pytest.raises(ConsentStateError, match=f"consent state {default_state_path()}: cannot be read"):
+        check_profile_consent(profile, people["op"].public_key(), NOW)
+    assert default_state_path().read_text() == "{damaged"  # kept for the operator to look at
