@@ -44,7 +44,7 @@ class UsageLogError(JointAVError):
 class UsageLogTamperedError(UsageLogError):
     """An entry of the usage log was edited, removed, inserted or reordered; `line` is the first bad line (1-based)."""
 
-    def __init__(self, message: str, line: int):
+    def __init__(self, message: str, line: int = -1):  # a default, so wrappers can re-raise it with one message
         super().__init__(message)
         self.line = line
 

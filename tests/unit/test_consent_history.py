@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from jointav.cameo.consent import (ConsentMissingError, ConsentNotGrantedError, ConsentRevokedError,
-                                   ConsentRolledBackError, ConsentTamperedError, ConsentWrongKeyError, grant_consent,
+                                   ConsentRolledBackError, ConsentWrongKeyError, grant_consent,
                                    load_consent, revoke, save_consent)
 from jointav.cameo.consent_gate import (CONSENT_NAME, bound_key, check_profile_consent, grant_for_profile,
                                         import_record, revoke_profile)
@@ -289,3 +289,15 @@ def test_an_unreadable_consent_state_refuses_rather_than_starting_over(profile, 
     with pytest.raises(ConsentStateError, match=f"consent state {default_state_path()}: cannot be read"):
         check_profile_consent(profile, people["op"].public_key(), NOW)
     assert default_state_path().read_text() == "{damaged"  # kept for the operator to look at
+
+
+def test_a_cut_log_error_can_be_re_raised_with_one_message_keeping_its_type(machine):
+    """nodes.failures.node_errors re-raises `type(e)(message)` with the node's name in front (nodes/ needs ComfyUI,
+    so the same call is made here): the error must keep its type in ComfyUI's report."""
+    log = machine / "usage.jsonl"
+    lines = _five_uses(log)
+    log.write_bytes(lines[0] + b"\n")
+    with pytest.raises(UsageLogTruncatedError) as e:
+        check_log(log)
+    wrapped = type(e.value)(f"JointAV Apply Cameo: {e.value}")
+    assert type(wrapped) is UsageLogTruncatedError and "4 entries were cut off" in str(wrapped)
