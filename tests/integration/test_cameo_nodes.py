@@ -150,13 +150,21 @@ def test_a_loaded_profile_is_refused_on_the_prompt_after_a_revocation(comfy, rec
     entry = comfy.run(cameo_graph(4, load, "it_cameo/loaded", mode="both"))  # first frame and reference tokens
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
     assert "consent: allowed" in entry["outputs"]["20"]["text"][0]
-    assert verify_file(saved_files(entry, comfy.base)[0]).generation["cameo"]["consent_sha256"] == record.record_sha256
+    (clip,) = saved_files(entry, comfy.base)
+    assert verify_file(clip).generation["cameo"]["consent_sha256"] == record.record_sha256
 
     path = folder / "consent.json"
     before = path.read_bytes()
     save_consent(revoke(load_consent(path), subject, reason="withdrawn"), path)
     error = refusal(comfy.run(cameo_graph(5, load, "it_cameo/revoked")))
     assert "refused (consent revoked)" in error["exception_message"] and "withdrawn" in error["exception_message"]
+
+    # JointAV Verify on the clip made before the revocation says so (the server has seen the revocation)
+    entry = comfy.run({"1": {"class_type": "JointAVVerify", "inputs": {"path": str(clip)}}})
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    text = entry["outputs"]["1"]["text"][0]
+    assert "REVOKED since: the person revoked the whole grant" in text and "(withdrawn)" in text, text
+    assert "the clip was made before it" in text and "result:      VALID" in text
 
     path.write_bytes(before)  # the record from before the revocation, copied back
     error = refusal(comfy.run(cameo_graph(6, load, "it_cameo/rolled_back")))
