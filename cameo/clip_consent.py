@@ -130,3 +130,30 @@ def check_cameo_clip(path: str | os.PathLike, generation: dict, *, log_path: str
 
 def _entries(n: int) -> str:
     return f"{n} entr{'y' if n == 1 else 'ies'}"
+
+
+def history_warnings(clips: list[tuple[str, dict]]) -> list[str]:
+    """What the clips of a profile show together that no single clip does, from (name, manifest cameo entry)
+    pairs: clips made under different person keys (the profile's key was swapped), and a clip made under an
+    older record version than a clip made before it (an earlier record was put back: a rollback the machine did
+    not stop, e.g. after its consent state was deleted). Clips made in the same second are not ordered."""
+    warnings = []
+    by_profile: dict[str, list[tuple[str, dict]]] = {}
+    for name, cameo in clips:
+        by_profile.setdefault(cameo.get("profile_id") or "?", []).append((name, cameo))
+    for profile_id, items in sorted(by_profile.items()):
+        keys = sorted({c.get("subject_fingerprint") for _, c in items if c.get("subject_fingerprint")})
+        if len(keys) > 1:
+            warnings.append(f"profile {profile_id}: clips made under {len(keys)} different person keys "
+                            f"({', '.join(keys)}): the profile's key was swapped")
+        dated = sorted((c["checked_at"], c["record_version"], name) for name, c in items
+                       if c.get("checked_at") and isinstance(c.get("record_version"), int))
+        for i, (made, version, name) in enumerate(dated):
+            earlier = [(v, n, m) for m, v, n in dated[:i] if m < made and v > version]
+            if earlier:
+                v, n, m = max(earlier)
+                warnings.append(f"profile {profile_id}: {name} was made at {made} under record version {version}, "
+                                f"after {n} was made at {m} under version {v}: an earlier record was put back "
+                                f"(a rollback)")
+                break
+    return warnings

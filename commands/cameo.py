@@ -101,7 +101,8 @@ def register(subparsers) -> None:
                        description="Reads the C2PA manifest of every .mp4/.mov/.m4v/.wav/.flac under FOLDER and lists "
                                    "those that carry the profile id, with the consent record version they were made "
                                    "under and whether it was revoked since (given --revocation, else the newest "
-                                   "record this machine has seen).")
+                                   "record this machine has seen); warns when the clips of a profile were made under "
+                                   "different person keys, or under an older record after a newer one.")
     a.add_argument("folder", help="a folder of clips (searched recursively)")
     who = a.add_mutually_exclusive_group()
     who.add_argument("--profile-id", help="the profile id (64 hex digits); default: every cameo clip")
@@ -311,7 +312,7 @@ def _show(args) -> int:
 def _audit(args) -> int:
     import json
 
-    from ..cameo.clip_consent import consent_status
+    from ..cameo.clip_consent import consent_status, history_warnings
     from ..cameo.consent import load_consent
     from ..cameo.profile import read_profile
     from ..errors import JointAVError
@@ -332,9 +333,10 @@ def _audit(args) -> int:
                      "operator": clip.cameo.get("operator"), "made": clip.cameo.get("checked_at"),
                      "consent": status, "made_after_revocation": after, "note": note, "signed": clip.signed})
     keys = {r["subject_fingerprint"] for r in rows if r["subject_fingerprint"]}
+    warnings = history_warnings([(str(clip.path), clip.cameo) for clip in clips])
     if args.json:
         print(json.dumps({"folder": str(args.folder), "profile_id": profile_id, "clips": rows,
-                          "subject_keys": sorted(keys)}, indent=2))
+                          "subject_keys": sorted(keys), "warnings": warnings}, indent=2))
         return 0
     what = f"profile {profile_id}" if profile_id else "any cameo profile"
     print(f"{len(rows)} clip(s) in {args.folder} made with {what}")
@@ -345,7 +347,6 @@ def _audit(args) -> int:
         print(f"{r['path']}\n    profile {r['profile_id']}, record version {r['record_version']}, subject "
               f"{r['subject_fingerprint']}, operator {r['operator']}, made {r['made']}: {flag}"
               + ("" if r["signed"] else " (manifest does NOT validate)"))
-    if len(keys) > 1 and profile_id:
-        print(f"warning: the clips of profile {profile_id} were made under {len(keys)} different person keys "
-              f"({', '.join(sorted(keys))}): the profile's key was swapped")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0

@@ -526,3 +526,24 @@ def test_cameo_audit_finds_every_clip_of_a_profile_in_a_mixed_folder(granted, su
     assert all(str(p) in text for p in made["b"]) and "a1.mp4" not in text
     rc, text, _ = cli(["cameo", "audit", clips], capsys)
     assert text.startswith("6 clip(s)")
+
+
+def test_audit_shows_a_key_swap_that_a_wiped_machine_let_through(granted, subject_key, tmp_path, capsys, monkeypatch):
+    copy = copy_profile(granted, tmp_path)
+    clips = tmp_path / "clips"
+    assert generate(copy.path, clips / "a.mp4", capsys)[0] == 0
+    # the operator deletes this machine's consent state and the profile's subject slot, then grants with a new key
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "wiped" / "state.json"))
+    manifest = json.loads((copy.path / MANIFEST_NAME).read_text())
+    manifest["subject"] = None
+    (copy.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    mallory = tmp_path / "mallory.key"
+    assert main(["cameo", "keygen", "--out", str(mallory)]) == 0
+    assert cli(grant_cli(copy.path, mallory, "--days", 30, "--force"), capsys)[0] == 0
+    assert generate(copy.path, clips / "b.mp4", capsys)[0] == 0
+    rc, text, _ = cli(["cameo", "audit", clips, "--profile", copy.path], capsys)
+    person = load_consent(granted.path / "consent.json").grant.subject_fingerprint
+    from jointav.cameo.keys import load_private_key
+
+    assert rc == 0 and "clips made under 2 different person keys" in text and "the profile's key was swapped" in text
+    assert person in text and fingerprint(load_private_key(mallory)) in text

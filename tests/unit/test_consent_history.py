@@ -301,3 +301,21 @@ def test_a_cut_log_error_can_be_re_raised_with_one_message_keeping_its_type(mach
         check_log(log)
     wrapped = type(e.value)(f"JointAV Apply Cameo: {e.value}")
     assert type(wrapped) is UsageLogTruncatedError and "4 entries were cut off" in str(wrapped)
+
+
+def test_clips_of_a_profile_show_a_swapped_key_and_a_record_put_back():
+    from jointav.cameo.clip_consent import history_warnings
+
+    def clip(made, version, key="ed25519:aa"):
+        return {"profile_id": "p1", "checked_at": made, "record_version": version, "subject_fingerprint": key}
+
+    forward = [("a.mp4", clip("2026-06-01T10:00:00Z", 1)), ("b.mp4", clip("2026-06-01T11:00:00Z", 2)),
+               ("c.mp4", clip("2026-06-01T11:00:00Z", 1))]  # same second as b: not ordered, not a rollback
+    assert history_warnings(forward) == []
+    back = forward + [("d.mp4", clip("2026-06-02T09:00:00Z", 1))]
+    (warning,) = history_warnings(back)
+    assert warning == ("profile p1: d.mp4 was made at 2026-06-02T09:00:00Z under record version 1, after b.mp4 was "
+                       "made at 2026-06-01T11:00:00Z under version 2: an earlier record was put back (a rollback)")
+    swapped = forward + [("e.mp4", clip("2026-06-03T09:00:00Z", 3, key="ed25519:bb"))]
+    assert history_warnings(swapped) == ["profile p1: clips made under 2 different person keys (ed25519:aa, "
+                                         "ed25519:bb): the profile's key was swapped"]
