@@ -167,6 +167,18 @@ def _public_key(path: str):
         return load_private_key(path).public_key()
 
 
+def _names_record(folder: Path, name: str) -> bool:
+    """Whether `folder` is a profile folder whose manifest's consent slot names the record file `name`."""
+    import json
+
+    from ..cameo.profile import MANIFEST_NAME
+
+    try:
+        return (json.loads((folder / MANIFEST_NAME).read_text()).get("consent") or {}).get("file") == name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _grant(args) -> int:
     from ..cameo.consent import ConsentError, format_time, grant_consent, load_consent, save_consent
     from ..cameo.consent_gate import CONSENT_NAME, grant_for_profile
@@ -229,6 +241,8 @@ def _revoke(args) -> int:
     from ..errors import JointAVError
 
     target = Path(args.record)
+    if target.is_file() and _names_record(target.parent, target.name):
+        target = target.parent  # the record of a profile folder: revoke it as the folder's
     try:
         if args.from_file:
             if not target.is_dir():

@@ -547,3 +547,12 @@ def test_audit_shows_a_key_swap_that_a_wiped_machine_let_through(granted, subjec
 
     assert rc == 0 and "clips made under 2 different person keys" in text and "the profile's key was swapped" in text
     assert person in text and fingerprint(load_private_key(mallory)) in text
+
+
+def test_revoking_a_profiles_record_file_by_its_path_keeps_the_folder_current(granted, subject_key, tmp_path, capsys):
+    copy = copy_profile(granted, tmp_path)
+    rc, text, _ = cli(["cameo", "revoke", copy.path / "consent.json", "--subject-key", subject_key], capsys)
+    assert rc == 0 and "send" not in text  # revoked as the folder's record, not as a person's copy
+    assert read_profile(copy.path).consent["sha256"] == file_digest(copy.path / "consent.json")
+    with pytest.raises(ConsentRevokedError):
+        consent_check_for()(read_profile(copy.path))
