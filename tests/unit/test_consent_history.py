@@ -181,6 +181,13 @@ def test_a_record_by_another_key_written_into_the_folder_is_refused(profile, peo
     save_consent(forged, profile.path / CONSENT_NAME)
     with pytest.raises(ConsentWrongKeyError, match=r"refused \(signed by a key other than the profile's person's\)"):
         check_profile_consent(profile, people["op"].public_key(), NOW)
+    manifest = json.loads((profile.path / MANIFEST_NAME).read_text())  # and the manifest made to name the new key
+    mallory = people["mallory"].public_key()
+    manifest["subject"] = {"public_key": public_key_b64(mallory), "fingerprint": fingerprint(mallory)}
+    (profile.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ConsentWrongKeyError, match=f"its manifest binds it to key {fingerprint(mallory)}, but this "
+                                                   f"machine bound it to its person's key {fingerprint(people['alice'])}"):
+        check_profile_consent(profile, people["op"].public_key(), NOW)
     shutil.copy(profile.path / CONSENT_NAME, profile.path / "sent.json")
     with pytest.raises(ConsentWrongKeyError, match="import refused|bound to its person's key"):
         import_record(profile, forged, "sent.json")
