@@ -90,9 +90,11 @@ def consent_status(cameo: dict, revocation: ConsentRecord | None = None, source:
 
 
 def check_cameo_clip(path: str | os.PathLike, generation: dict, *, log_path: str | os.PathLike | None = None,
-                     revocation: ConsentRecord | None = None, revocation_source: str = "") -> CameoClipStatus | None:
+                     revocation: ConsentRecord | None = None, revocation_source: str = "",
+                     made_here: bool | None = None) -> CameoClipStatus | None:
     """The consent and usage-log status of a cameo clip from its manifest's generation assertion (None when it is
-    not a cameo clip)."""
+    not a cameo clip). `made_here`: whether the clip was made on this machine (its watermark key is this
+    machine's; None: unknown); a clip made elsewhere was logged elsewhere, so the log here is not compared."""
     cameo = (generation or {}).get("cameo")
     if not isinstance(cameo, dict):
         return None
@@ -102,7 +104,10 @@ def check_cameo_clip(path: str | os.PathLike, generation: dict, *, log_path: str
     if made_after:
         status.problems.append(f"the clip was made under a revoked consent: {status.consent_note}")
     snapshot = cameo.get("usage_log")
-    if isinstance(snapshot, dict):
+    if isinstance(snapshot, dict) and made_here is False:
+        status.usage_log = "not checked"
+        status.usage_log_note = "the clip was made on another machine (another watermark key); its use is in that log"
+    elif isinstance(snapshot, dict):
         path = Path(path)
         mp4 = sha256_file(path) if path.suffix.lower() in (".mp4", ".m4v", ".mov") else None
         try:

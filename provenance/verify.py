@@ -243,8 +243,11 @@ def verify_file(path: str | os.PathLike, *, trust_anchors: tuple[str, ...] | lis
     if report.generation and report.generation.get("cameo"):
         from ..cameo.clip_consent import check_cameo_clip  # cameo builds on provenance, not the other way round
 
+        # the usage log here only speaks for clips made here: this machine's watermark key marked them
+        marked_with = (report.generation.get("watermark") or {}).get("key_id")
+        made_here = None if marked_with is None or watermark_key is None else marked_with == watermark_key.key_id
         status = check_cameo_clip(path, report.generation, log_path=usage_log, revocation=revocation,
-                                  revocation_source=revocation_source)
+                                  revocation_source=revocation_source, made_here=made_here)
         report.cameo = status.to_dict()
         report.problems.extend(status.problems)
     report.valid = report.manifest_present and not report.problems

@@ -29,7 +29,7 @@ from jointav.errors import InputValueError
 from jointav.pipeline import api
 from jointav.pipeline.cameo import apply_cameo, cameo_provenance
 from jointav.pipeline.generate import provenance_info
-from jointav.provenance import verify_file
+from jointav.provenance import WatermarkKey, verify_file
 from jointav.toyworld import SceneSpec, render_clip
 
 NAME = "Blue Character"
@@ -442,7 +442,11 @@ def test_a_cut_usage_log_is_reported_by_verify_on_each_clip_and_by_the_gate(gran
                 assert rc == 1 and "usage log:   CUT OR TAMPERED" in text and "NOT VALID" in text, text
                 assert "the usage log no longer holds this clip's use" in text
         rc, _, err = generate(copy.path, tmp_path / "next.mp4", capsys)
-        assert rc == 2 and f"refused (usage log cut back)" in err and f"{cut} entr" in err, err
+        assert rc == 2 and "refused (usage log cut back)" in err and f"{cut} entr" in err, err
+    # a verifier on another machine (another watermark key) does not hold this machine's log against the clip
+    elsewhere = verify_file(clips[2], watermark_key=WatermarkKey(b"another machine's key!!"))
+    assert elsewhere.cameo["usage_log"] == "not checked" and "another machine" in elsewhere.cameo["usage_log_note"]
+    assert elsewhere.valid, elsewhere.text()
 
 
 def test_verify_says_a_clip_was_made_before_a_later_revocation(granted, subject_key, tmp_path, capsys, monkeypatch):
