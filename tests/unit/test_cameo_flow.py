@@ -560,3 +560,22 @@ def test_revoking_a_profiles_record_file_by_its_path_keeps_the_folder_current(gr
     assert read_profile(copy.path).consent["sha256"] == file_digest(copy.path / "consent.json")
     with pytest.raises(ConsentRevokedError):
         consent_check_for()(read_profile(copy.path))
+
+
+def test_a_person_making_their_own_profile_binds_it_at_creation(subject_key, operator, tmp_path, toy_clip, capsys):
+    from jointav.cameo.keys import load_private_key
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), cv2.cvtColor(toy_clip.frames[9], cv2.COLOR_RGB2BGR))
+    sf.write(tmp_path / "voice.wav", toy_clip.audio, toy_clip.sample_rate)
+    person = fingerprint(load_private_key(subject_key))
+    rc, text, _ = cli(["cameo", "create", "--image", image, "--voice", tmp_path / "voice.wav", "--name", "Own",
+                       "--out", tmp_path / "cameos", "--subject-key", public_path_for(subject_key)], capsys)
+    assert rc == 0 and f"person  {person}" in text
+    (folder,) = (tmp_path / "cameos").iterdir()
+    assert read_profile(folder).manifest["subject"]["fingerprint"] == person
+    other = tmp_path / "other.key"
+    assert main(["cameo", "keygen", "--out", str(other)]) == 0
+    rc, _, err = cli(grant_cli(folder, other, "--days", 3), capsys)  # the very first grant, by someone else
+    assert rc == 2 and "bound to its person's key" in err and person in err
+    assert cli(grant_cli(folder, subject_key, "--days", 3), capsys)[0] == 0
