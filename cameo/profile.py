@@ -11,7 +11,9 @@ manifest. The latents are only meaningful for the encoders that made them: the m
 and audio VAEs' encoder fingerprints and `check_encoders` compares them with the VAEs in use.
 
 The manifest has a slot for the subject's consent record (`consent.file`, `consent.sha256`), filled by
-`set_consent_record`; checking the record itself is cameo.consent's job.
+`set_consent_record`, and one for the key of the person it shows (`subject.public_key`, `subject.fingerprint`),
+filled once, at creation or by the first grant (`set_subject_key`), and never changed: a different person is
+a new profile. Checking records against them is cameo.consent_gate's job.
 """
 
 from __future__ import annotations
@@ -151,8 +153,9 @@ class Profile:
 
 
 def new_profile(name: str, tensors: dict[str, torch.Tensor], *, encoder: dict, source: dict, frames: list[dict],
-                voice: dict) -> Profile:
-    """An unsaved profile: the manifest assembled around `tensors` (see TENSOR_SHAPES)."""
+                voice: dict, subject: dict | None = None) -> Profile:
+    """An unsaved profile: the manifest assembled around `tensors` (see TENSOR_SHAPES). `subject`: the person's key
+    ({"public_key": base64, "fingerprint"}) when they make their own profile; else the first grant sets it."""
     if not isinstance(name, str) or not name.strip():
         raise InputValueError(f"name={name!r}: expected the subject's display name (a non-empty string)")
     _check_inventory(tensors, "new profile")
@@ -169,6 +172,7 @@ def new_profile(name: str, tensors: dict[str, torch.Tensor], *, encoder: dict, s
         "tensors": {"file": TENSORS_NAME, "entries": {k: {"dtype": str(v.dtype).removeprefix("torch."),
                                                           "shape": list(v.shape)} for k, v in tensors.items()}},
         "consent": {"file": None, "sha256": None},
+        "subject": subject,
     }
     return Profile(manifest=manifest, tensors={k: v.contiguous() for k, v in tensors.items()})
 
@@ -294,7 +298,27 @@ def set_consent_record(profile: Profile, consent_file: str | Path) -> Profile:
     if consent_file.parent.resolve() != profile.path.resolve() or not consent_file.is_file():
         raise InputValueError(f"consent record {consent_file}: expected an existing file inside the profile "
                               f"folder {profile.path}")
-    manifest = dict(profile.manifest, consent={"file": consent_file.name, "sha256": file_digest(consent_file)})
+    on_disk = profile.path / MANIFEST_NAME  # the current one: keeps a subject key bound since this was loaded
+    current = json.loads(on_disk.read_text()) if on_disk.is_file() else profile.manifest
+    manifest = dict(current, consent={"file": consent_file.name, "sha256": file_digest(consent_file)})
+    with atomic_path(profile.path / MANIFEST_NAME) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return Profile(manifest=manifest, tensors=profile.tensors, path=profile.path)
+
+
+def set_subject_key(profile: Profile, public_key_b64: str, fingerprint: str) -> Profile:
+    """Bind a saved profile to its person's key (base64 raw Ed25519, and its fingerprint) in its manifest; a
+    profile already bound to another key is refused (a different person is a new profile, with a new id)."""
+    if profile.path is None:
+        raise InputValueError(f"cameo profile {profile.name}: not saved yet; save it before binding its person's key")
+    manifest = json.loads((profile.path / MANIFEST_NAME).read_text())
+    bound = manifest.get("subject") or {}
+    if bound.get("public_key") not in (None, public_key_b64):
+        raise InputValueError(f"cameo profile {profile.path}: bound to key {bound.get('fingerprint')}, not "
+                              f"{fingerprint}; a different person needs a new profile")
+    if bound.get("public_key") == public_key_b64:
+        return Profile(manifest=manifest, tensors=profile.tensors, path=profile.path)
+    manifest["subject"] = {"public_key": public_key_b64, "fingerprint": fingerprint}
     with atomic_path(profile.path / MANIFEST_NAME) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     return Profile(manifest=manifest, tensors=profile.tensors, path=profile.path)

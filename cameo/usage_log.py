@@ -6,9 +6,11 @@ finds an edited, removed, inserted or reordered line and names it. Entries are a
 `write` on a file opened with O_APPEND, then fsync'ed, under an exclusive lock where the platform has
 one; old lines are never rewritten.
 
-Limits: a chain on the same disk cannot show that its newest lines were cut off (truncation leaves a
-valid shorter chain) or that the whole file was rewritten with fresh hashes: for that, compare
-`ChainReport.head_sha256` with a copy kept somewhere else.
+A chain alone cannot show that its newest lines were cut off (truncation leaves a valid shorter chain) or
+that the whole file was rewritten with fresh hashes, so copies of its length and head hash are kept
+elsewhere: every append records them as this machine's checkpoint (cameo.consent_state), which
+`check_log` compares at the next use, and each cameo clip's C2PA manifest records them as they were when
+its use was allowed (`LogSnapshot`), which `jointav verify` compares on that clip (`check_snapshot`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from ..errors import InputValueError, JointAVError
 from ..provenance.certificates import config_dir
 from .consent import canonical_json, format_time
+from .consent_state import log_checkpoint, record_log_checkpoint
 
 try:  # POSIX; on Windows a single ComfyUI process appends, and the lock is skipped
     import fcntl
@@ -41,7 +44,7 @@ class UsageLogError(JointAVError):
 class UsageLogTamperedError(UsageLogError):
     """An entry of the usage log was edited, removed, inserted or reordered; `line` is the first bad line (1-based)."""
 
-    def __init__(self, message: str, line: int):
+    def __init__(self, message: str, line: int = -1):  # a default, so wrappers can re-raise it with one message
         super().__init__(message)
         self.line = line
 
@@ -59,10 +62,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+class UsageLogTruncatedError(UsageLogTamperedError):
+    """The log is shorter than a length recorded elsewhere (this machine's checkpoint, a clip's manifest), or no
+    longer extends the head recorded there: entries were cut off or the log was rewritten."""
+
+
 @dataclass(frozen=True)
 class ChainReport:
     entries: int
     head_sha256: str  # hash of the last line (GENESIS for an empty log): keep a copy elsewhere to detect truncation
+    line_sha256: tuple[str, ...] = ()  # hash of each line's bytes, in order: what line n's `head` was
+
+    def head_at(self, entries: int) -> str:
+        """The head hash the log had when it was `entries` lines long (it must be at least that long)."""
+        return GENESIS if entries == 0 else self.line_sha256[entries - 1]
 
 
 def _entry_hash(fields: dict) -> str:
@@ -116,6 +129,7 @@ def append_use(path: str | os.PathLike | None = None, *, profile_id: str, operat
             last = _last_line(fd)
         except UsageLogTamperedError as e:
             raise UsageLogTamperedError(f"usage log {path}: {e}; not appending", line=e.line) from None
+        checkpoint = log_checkpoint(path)
         if last is None:
             seq, prev = 1, GENESIS
         else:
@@ -125,6 +139,11 @@ def append_use(path: str | os.PathLike | None = None, *, profile_id: str, operat
                 raise UsageLogTamperedError(f"usage log {path}: the last line is not an entry ({e}); not appending",
                                             line=-1) from None
             prev = hashlib.sha256(last).hexdigest()
+        if checkpoint is not None and seq - 1 < checkpoint["entries"]:
+            cut = checkpoint["entries"] - (seq - 1)
+            raise UsageLogTruncatedError(f"usage log {path}: {seq - 1} entries, but this machine recorded it reaching "
+                                         f"{checkpoint['entries']}; {cut} entr{'y was' if cut == 1 else 'ies were'} "
+                                         f"cut off the end; not appending", line=seq)
         fields = {"version": LOG_VERSION, "seq": seq, "time": format_time(when), "profile_id": profile_id,
                   "operator": operator, "consent_sha256": consent_sha256, "output_sha256": output_sha256,
                   "prev_sha256": prev}
@@ -133,6 +152,7 @@ def append_use(path: str | os.PathLike | None = None, *, profile_id: str, operat
         if os.write(fd, line) != len(line):
             raise UsageLogError(f"usage log {path}: short write of an entry (disk full?)")
         os.fsync(fd)
+        record_log_checkpoint(path, seq, hashlib.sha256(canonical_json(entry)).hexdigest())
     return entry
 
 
@@ -141,6 +161,7 @@ def verify_chain(path: str | os.PathLike | None = None) -> ChainReport:
     path = Path(path) if path is not None else default_log_path()
     if not path.exists():
         return ChainReport(entries=0, head_sha256=GENESIS)
+    hashes = []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         raise UsageLogTamperedError(f"usage log {path}: the last line is incomplete (no newline)",
@@ -166,4 +187,79 @@ def verify_chain(path: str | os.PathLike | None = None) -> ChainReport:
                                         f"({prev[:16]}...); line {number - 1} was edited, or a line between them was "
                                         f"removed or moved", line=number)
         prev = hashlib.sha256(raw).hexdigest()
-    return ChainReport(entries=len(lines), head_sha256=prev)
+        hashes.append(prev)
+    return ChainReport(entries=len(lines), head_sha256=prev, line_sha256=tuple(hashes))
+
+
+@dataclass(frozen=True)
+class LogSnapshot:
+    """A usage log's length and head hash at one moment, as a clip's manifest records it."""
+
+    entries: int
+    head_sha256: str
+
+    def to_dict(self) -> dict:
+        return {"entries": self.entries, "head_sha256": self.head_sha256}
+
+
+def _compare(path: Path, report: ChainReport, entries: int, head: str, recorded: str) -> None:
+    """Raise UsageLogTruncatedError when the log at `path` (checked: `report`) does not extend `entries` lines
+    ending in `head`, as `recorded` says it once had."""
+    if report.entries < entries:
+        cut = entries - report.entries
+        raise UsageLogTruncatedError(f"usage log {path}: {report.entries} entries, but {recorded} {entries}; "
+                                     f"{cut} entr{'y was' if cut == 1 else 'ies were'} cut off the end",
+                                     line=report.entries + 1)
+    if report.head_at(entries) != head:
+        raise UsageLogTruncatedError(f"usage log {path}: line {entries} hashes to {report.head_at(entries)[:16]}..., "
+                                     f"but {recorded} {entries} entries ending in {head[:16]}...; the log was cut "
+                                     f"back and rewritten", line=entries)
+
+
+def check_log(path: str | os.PathLike | None = None) -> LogSnapshot:
+    """Verify the log's chain and that it still extends this machine's checkpoint (the newest length and head an
+    append recorded, cameo.consent_state); returns its length and head now, recording them as the checkpoint
+    when there was none. UsageLogTamperedError (UsageLogTruncatedError for a cut) says what is wrong."""
+    path = Path(path) if path is not None else default_log_path()
+    with _locked_append(path):  # no append half-written while it is read
+        report = verify_chain(path)
+        checkpoint = log_checkpoint(path)
+        if checkpoint is not None:
+            _compare(path, report, checkpoint["entries"], checkpoint["head_sha256"],
+                     f"this machine recorded it reaching ({checkpoint.get('updated', '?')})")
+        if checkpoint is None or report.entries > checkpoint["entries"]:
+            record_log_checkpoint(path, report.entries, report.head_sha256)
+    return LogSnapshot(report.entries, report.head_sha256)
+
+
+def check_snapshot(snapshot: dict, path: str | os.PathLike | None = None, output_sha256: str | None = None) -> dict:
+    """Compare the log at `path` with a clip manifest's `usage_log` snapshot (the log before the clip's use).
+
+    Returns {"checked": False, "note"} when there is no log here (another machine's clip); else {"checked": True,
+    "entries", "clip_entry"}: the line after the snapshot that records `output_sha256` (the clip's MP4), or None.
+    Raises UsageLogTruncatedError when the log is shorter than the snapshot, no longer extends it, or holds no
+    entry after it (the clip's own use was cut off), and UsageLogTamperedError for a broken chain."""
+    path = Path(path) if path is not None else default_log_path()
+    try:
+        entries, head = int(snapshot["entries"]), str(snapshot["head_sha256"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UsageLogTamperedError(f"the clip's usage_log record {snapshot!r} is not readable ({e})", line=-1) from e
+    if not path.exists():
+        if log_checkpoint(path) is not None:
+            raise UsageLogTruncatedError(f"usage log {path} is gone, but this machine recorded entries in it; the "
+                                         f"clip's manifest records {entries} entries before its use", line=1)
+        return {"checked": False, "note": f"no usage log at {path} (made on another machine?)"}
+    report = verify_chain(path)
+    _compare(path, report, entries, head, "the clip's manifest records that before its use it had")
+    if report.entries == entries:
+        raise UsageLogTruncatedError(f"usage log {path}: {report.entries} entries, the clip's manifest records "
+                                     f"{entries} before its use, so the clip's own entry ({entries + 1}) was cut off",
+                                     line=entries + 1)
+    clip_entry = None
+    if output_sha256 is not None:
+        lines = path.read_bytes().split(b"\n")[entries:report.entries]
+        for number, raw in enumerate(lines, start=entries + 1):
+            if json.loads(raw).get("output_sha256") == output_sha256:
+                clip_entry = number
+                break
+    return {"checked": True, "entries": report.entries, "clip_entry": clip_entry}

@@ -75,8 +75,10 @@ class Verify(io.ComfyNode):
             node_id="JointAVVerify",
             display_name=cls.NAME,
             category=CATEGORY,
-            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`. "
-                        f"It reads only names inside {FOLDERS_TEXT}, never other paths on the server.",
+            description="Checks a file's C2PA manifest (signature, tampering) and its watermark, like `jointav verify`; "
+                        "for a cameo clip also whether its consent was revoked since (as far as this machine has "
+                        f"seen) and whether the usage log still holds its use. It reads only names inside {FOLDERS_TEXT}, "
+                        "never other paths on the server.",
             inputs=[io.String.Input("path", default="",
                                     tooltip=f"A name inside {FOLDERS_TEXT}, looked up in that order (e.g. "
                                             "video/JointAV_00001_.mp4, or input/clip.mp4 for the input folder only). "

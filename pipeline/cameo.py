@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from ..cameo.conditioning import first_frame_conditioning, reference_conditioning
-from ..cameo.consent import ConsentDecision
+from ..cameo.consent import ConsentDecision, format_time
 from ..cameo.encode import encode_reference_media
+from ..cameo.keys import fingerprint, public_key_b64
 from ..cameo.profile import (Profile, check_encoders, encoder_identity, file_digest, new_profile, read_profile,
                              save_profile)
 from ..cameo.reference_media import VOICE_RATE, as_rgb_uint8, limit_side, load_voice, read_recording
@@ -65,14 +66,30 @@ class CameoUse:
     consent_sha256: str
     operator: str
     mode: str
+    record: dict | None = None  # what else the manifest's cameo entry records (`consent_record_entry`)
 
     def keep_mask(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]) -> KeepMask:
         return KeepMask()
 
     def provenance(self) -> dict:
         """The keys `pipeline.generate.provenance_info` turns into the manifest's cameo entry."""
-        return {"cameo_profile_id": self.profile_id, "consent_sha256": self.consent_sha256,
+        keys = {"cameo_profile_id": self.profile_id, "consent_sha256": self.consent_sha256,
                 "cameo_operator": self.operator, "cameo_mode": self.mode}
+        return {**keys, "cameo_record": self.record} if self.record is not None else keys
+
+
+def consent_record_entry(decision: ConsentDecision) -> dict:
+    """What a clip's manifest records of the consent it was made under, besides the record's hash: the person's key
+    (so a clip shows the key its profile was bound to), the record version and grant (so a later revocation, or
+    a rollback, can be told), when the use was allowed, and the usage log's length and head hash then (so a log
+    cut back below this clip is found by `jointav verify`)."""
+    entry = {"subject_fingerprint": decision.subject_fingerprint, "subject_id": decision.subject_id,
+             "record_version": decision.record_version, "grant_id": decision.grant_id,
+             "grant_sha256": decision.grant_sha256, "operator": decision.operator,
+             "checked_at": format_time(decision.checked_at) if decision.checked_at is not None else None}
+    if decision.usage_log is not None:
+        entry["usage_log"] = dict(decision.usage_log)
+    return entry
 
 
 def _source_entry(kind: str, value) -> dict:
@@ -98,7 +115,8 @@ def _encoders(decoders: Decoders):
 
 def create_profile(decoders: Decoders, *, recording: str | Path | None = None, image=None, voice=None,
                    name: str, out_dir: str | Path | None = None, family: str | None = None, max_frames: int = 2,
-                   reference_size: int | None = None, voice_seconds: tuple[float, float] = (1.0, 3.0)) -> Profile:
+                   reference_size: int | None = None, voice_seconds: tuple[float, float] = (1.0, 3.0),
+                   subject_key=None) -> Profile:
     """A cameo profile from a recording (a video file with sound), or from an image plus a voice clip.
 
     recording: a video file path. image: a file path, an RGB array or a ComfyUI IMAGE. voice: a sound (or video)
@@ -107,7 +125,8 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
     (min, max) seconds, encodes the subject crops (reference_size² pixels; default: the crop's own size rounded
     up to the VAE factor times the DiT's 2x2 patch, at most cameo.encode.MAX_REFERENCE_SIZE) and the voice with the decoders' encoders, and
     saves the profile under `out_dir` when given (see cameo.profile). family: the model family it is made for
-    (recorded in the manifest).
+    (recorded in the manifest). subject_key: the person's Ed25519 public key when they make their own profile:
+    the profile is bound to it from the start (else the first grant binds it).
     """
     if (recording is None) == (image is None):
         raise InputValueError("cameo source: give either recording=<video file with sound> or image=... with "
@@ -149,7 +168,9 @@ def create_profile(decoders: Decoders, *, recording: str | Path | None = None, i
     profile = new_profile(
         name, tensors, encoder=encoder_identity(video_vae, audio_vae, family), source={"inputs": sources},
         frames=entries, voice={"start_s": round(segment.start / VOICE_RATE, 4),
-                               "end_s": round(segment.end / VOICE_RATE, 4), "sample_rate": VOICE_RATE})
+                               "end_s": round(segment.end / VOICE_RATE, 4), "sample_rate": VOICE_RATE},
+        subject=None if subject_key is None else {"public_key": public_key_b64(subject_key),
+                                                  "fingerprint": fingerprint(subject_key)})
     return save_profile(profile, out_dir) if out_dir is not None else profile
 
 
@@ -205,7 +226,7 @@ def apply_cameo(model: JointModel, decoders: Decoders, latent: JointLatent, prof
             raise InputValueError(f"cameo {profile.name}: the consent decision is for profile {decision.profile_id}, "
                                   f"not {profile.id}")
         use = CameoUse(profile_id=profile.id, consent_sha256=decision.record_sha256, operator=decision.operator,
-                       mode=mode)
+                       mode=mode, record=consent_record_entry(decision))
     held_use = next((c for c in latent.conditionings if isinstance(c, CameoUse)), None)
     if held_use is not None:
         raise InputValueError(f"latent: already made with cameo {held_use.profile_id[:12]}; one cameo per clip (its "

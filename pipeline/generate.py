@@ -112,12 +112,13 @@ def clip_id_for(provenance: dict) -> int:
 def provenance_info(provenance: dict) -> ProvenanceInfo:
     """The manifest content for a clip, from the record sampling leaves on the latent (plus anything added; a
     cameo clip's profile id and consent record hash, from pipeline.cameo.cameo_provenance, get their own fields)."""
-    core = ("model", "prompt", "seed", "sampler", "cameo_profile_id", "consent_sha256")
+    core = ("model", "prompt", "seed", "sampler", "cameo_profile_id", "consent_sha256", "cameo_record")
     extra = {k: v for k, v in provenance.items() if k not in core and v is not None}
     return ProvenanceInfo(model=provenance["model"], prompt=provenance["prompt"], seed=int(provenance["seed"]),
                           sampler=dict(provenance.get("sampler", {})), clip_id=clip_id_for(provenance),
                           consent_sha256=provenance.get("consent_sha256"),
-                          cameo_profile_id=provenance.get("cameo_profile_id"), extra=extra)
+                          cameo_profile_id=provenance.get("cameo_profile_id"),
+                          cameo_record=provenance.get("cameo_record"), extra=extra)
 
 
 def write_signed_mp4(out: str | Path, frames: torch.Tensor, fps: float, audio: dict | None,

@@ -4,7 +4,8 @@
 temporary file renamed over it). The manifest holds a `c2pa.actions` "created" action with the IPTC
 digital source type trainedAlgorithmicMedia, the claim generator "ComfyUI-JointAV <version>", and an
 `org.jointav.generation` assertion with the model, prompt, seed, sampler settings, the watermark's key id
-and payload, and for cameo clips the profile id and the consent record's hash. C2PA hashes the file's
+and payload, and for cameo clips the profile id, the consent record's hash, version and subject key,
+and the usage log's length and head hash when the use was allowed. C2PA hashes the file's
 bytes (BMFF boxes for MP4, data hash for WAV/FLAC) into the signed claim, so any later change to them,
 or to the manifest, fails validation.
 """
@@ -49,6 +50,7 @@ class ProvenanceInfo:
     sampler: dict = field(default_factory=dict)
     consent_sha256: str | None = None
     cameo_profile_id: str | None = None
+    cameo_record: dict | None = None  # more of the consent (pipeline.cameo.consent_record_entry)
     clip_id: int = field(default_factory=new_payload)
     watermark_key_id: str | None = None
     extra: dict = field(default_factory=dict)
@@ -59,7 +61,8 @@ class ProvenanceInfo:
         if self.watermark_key_id is not None:
             data["watermark"] = {"scheme": SCHEME, "key_id": self.watermark_key_id, "payload": self.clip_id}
         if self.consent_sha256 is not None or self.cameo_profile_id is not None:
-            data["cameo"] = {"profile_id": self.cameo_profile_id, "consent_sha256": self.consent_sha256}
+            data["cameo"] = {**(self.cameo_record or {}), "profile_id": self.cameo_profile_id,
+                             "consent_sha256": self.consent_sha256}
         if self.extra:
             data["extra"] = self.extra
         try:

@@ -62,6 +62,7 @@ class VerifyReport:
     digital_source_type: str | None = None
     generation: dict | None = None  # the org.jointav.generation assertion
     watermark: WatermarkStatus | None = None
+    cameo: dict | None = None  # a cameo clip's consent and usage-log status (cameo.clip_consent.CameoClipStatus)
     problems: list[str] = field(default_factory=list)  # why it is not valid, in words
     valid: bool = False
 
@@ -95,6 +96,10 @@ class VerifyReport:
                 if cameo:
                     lines.append(f"cameo:       profile {cameo.get('profile_id')}, consent record sha256 "
                                  f"{cameo.get('consent_sha256')}")
+                if self.cameo is not None:
+                    from ..cameo.clip_consent import CameoClipStatus
+
+                    lines.extend(CameoClipStatus(**self.cameo).lines())
         w = self.watermark
         if w is None:
             lines.append("watermark:   not applicable (no video frames)")
@@ -205,11 +210,16 @@ def _check_watermark(path: Path, key: WatermarkKey | None, report: VerifyReport)
 
 def verify_file(path: str | os.PathLike, *, trust_anchors: tuple[str, ...] | list[str] = (),
                 require_trusted: bool = False, watermark_key: WatermarkKey | None = None,
-                identity_folder: str | os.PathLike | None = None) -> VerifyReport:
+                identity_folder: str | os.PathLike | None = None, usage_log: str | os.PathLike | None = None,
+                revocation=None, revocation_source: str = "") -> VerifyReport:
     """Verify `path`'s manifest and watermark; see the module doc for what makes it valid.
 
     `trust_anchors`: extra CA certificate PEM texts; this machine's JointAV CA is always one when it
     exists. `watermark_key`: defaults to this machine's (from `identity_folder`, default the local one).
+    For a cameo clip it also reports (cameo.clip_consent) whether its consent was revoked since, given
+    `revocation` (the person's record, a ConsentRecord from `revocation_source`; default: the newest this
+    machine has seen), and whether the usage log (`usage_log`, default this machine's) still holds its use; a
+    log cut below the clip's record, or a clip made after a revocation, makes it not valid.
     Raises InputValueError only when the file is missing or of an unsupported type.
     """
     path = Path(path)
@@ -230,5 +240,15 @@ def verify_file(path: str | os.PathLike, *, trust_anchors: tuple[str, ...] | lis
         report.problems.append("the signer's certificate does not lead to a trusted CA (--require-trusted)")
     if mime in VIDEO_MIME:
         report.watermark = _check_watermark(path, watermark_key, report)
+    if report.generation and report.generation.get("cameo"):
+        from ..cameo.clip_consent import check_cameo_clip  # cameo builds on provenance, not the other way round
+
+        # the usage log here only speaks for clips made here: this machine's watermark key marked them
+        marked_with = (report.generation.get("watermark") or {}).get("key_id")
+        made_here = None if marked_with is None or watermark_key is None else marked_with == watermark_key.key_id
+        status = check_cameo_clip(path, report.generation, log_path=usage_log, revocation=revocation,
+                                  revocation_source=revocation_source, made_here=made_here)
+        report.cameo = status.to_dict()
+        report.problems.extend(status.problems)
     report.valid = report.manifest_present and not report.problems
     return report

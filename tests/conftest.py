@@ -15,12 +15,14 @@ FIXTURES = Path(os.environ.get("JOINTAV_FIXTURES", REPO.parent / "shared" / "fix
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_identity(tmp_path_factory):
-    """Keys, certificates and the cameo log made by tests live in a temporary folder, not the user's config."""
+    """Keys, certificates, the cameo log and consent state made by tests live in a temporary folder, not the user's
+    config."""
     home = tmp_path_factory.mktemp("jointav-config")
     patch = pytest.MonkeyPatch()
     patch.setenv("JOINTAV_PROVENANCE_DIR", str(home / "provenance"))
     patch.setenv("JOINTAV_OPERATOR_KEY", str(home / "keys" / "operator.key"))
     patch.setenv("JOINTAV_CAMEO_LOG", str(home / "cameo" / "usage.jsonl"))
+    patch.setenv("JOINTAV_CAMEO_STATE", str(home / "cameo" / "consent-state.json"))
     yield
     patch.undo()
 

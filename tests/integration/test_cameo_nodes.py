@@ -1,9 +1,10 @@
 """Cameo nodes in a real ComfyUI: a profile made in the graph is refused until the person grants this server's
 operator key; then the clip samples, JointAV Save Video signs it with the consent record's hash and the profile
-id, and the use is logged. A revocation stops the next prompt.
+id, and the use is logged. A revocation stops the next prompt, and so does copying the earlier record back.
 
-The server inherits this test session's $JOINTAV_OPERATOR_KEY and $JOINTAV_CAMEO_LOG (tests/conftest.py), so
-the operator key read here is the server's and the log written there is the one checked here.
+The server inherits this test session's $JOINTAV_OPERATOR_KEY, $JOINTAV_CAMEO_LOG and $JOINTAV_CAMEO_STATE
+(tests/conftest.py), so the operator key read here is the server's, the log written there is the one checked
+here, and both see one consent history.
 """
 
 from __future__ import annotations
@@ -56,13 +57,16 @@ def create_source() -> dict:
                                                                   "max_frames": 2}}
 
 
+PERSONS: dict = {}  # profile folder -> the person's key: a profile keeps the key that first granted it
+
+
 def grant(folder):
     """The person grants the server's operator key (what `jointav cameo grant --profile` does)."""
     from jointav.cameo.consent_gate import grant_for_profile
     from jointav.cameo.keys import generate_key, operator_key
     from jointav.cameo.profile import read_profile
 
-    subject = generate_key()
+    subject = PERSONS.setdefault(str(folder), generate_key())
     record, _ = grant_for_profile(read_profile(folder), subject, subject_id="blue",
                                   operators=[operator_key(os.environ["JOINTAV_OPERATOR_KEY"]).public_key()],
                                   valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
@@ -117,8 +121,10 @@ def test_refused_without_consent_then_signed_and_logged_once_granted(comfy, reco
     (clip,) = saved_files(entry, comfy.base)
     report = verify_file(clip)
     assert report.valid, report.text()
-    assert report.generation["cameo"] == {"profile_id": record.grant.profile_id,
-                                          "consent_sha256": record.record_sha256}
+    cameo = report.generation["cameo"]
+    assert (cameo["profile_id"], cameo["consent_sha256"], cameo["record_version"]) == (
+        record.grant.profile_id, record.record_sha256, record.version)
+    assert cameo["usage_log"]["entries"] == logged  # the log's length before this clip's use
     assert record.grant.profile_id in entry["outputs"]["20"]["text"][0]
 
     assert verify_chain(log).entries == logged + 1
@@ -140,12 +146,27 @@ def test_a_loaded_profile_is_refused_on_the_prompt_after_a_revocation(comfy, rec
     entry = comfy.run(cameo_graph(4, load, "it_cameo/loaded", mode="both"))  # first frame and reference tokens
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
     assert "consent: allowed" in entry["outputs"]["20"]["text"][0]
-    assert verify_file(saved_files(entry, comfy.base)[0]).generation["cameo"]["consent_sha256"] == record.record_sha256
+    (clip,) = saved_files(entry, comfy.base)
+    assert verify_file(clip).generation["cameo"]["consent_sha256"] == record.record_sha256
 
     path = folder / "consent.json"
+    before = path.read_bytes()
     save_consent(revoke(load_consent(path), subject, reason="withdrawn"), path)
     error = refusal(comfy.run(cameo_graph(5, load, "it_cameo/revoked")))
     assert "refused (consent revoked)" in error["exception_message"] and "withdrawn" in error["exception_message"]
+
+    # JointAV Verify on the clip made before the revocation says so (the server has seen the revocation)
+    entry = comfy.run({"1": {"class_type": "JointAVVerify", "inputs": {"path": str(clip)}}})
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    text = entry["outputs"]["1"]["text"][0]
+    assert "REVOKED since: the person revoked the whole grant" in text and "(withdrawn)" in text, text
+    assert "the clip was made before it" in text and "result:      VALID" in text
+
+    path.write_bytes(before)  # the record from before the revocation, copied back
+    error = refusal(comfy.run(cameo_graph(6, load, "it_cameo/rolled_back")))
+    message = error["exception_message"]
+    assert "refused (consent record rolled back)" in message and "so a revocation was rolled back" in message, message
+    assert error["exception_type"].endswith("ConsentRolledBackError")
 
 
 def test_an_unknown_profile_is_refused_at_validation(comfy):

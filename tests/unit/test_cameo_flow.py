@@ -16,7 +16,7 @@ import soundfile as sf
 from safetensors.torch import load_file, save_file
 
 from jointav.audio.mp4 import write_mp4
-from jointav.cameo.consent import (ConsentExpiredError, ConsentMissingError, ConsentNotGrantedError,
+from jointav.cameo.consent import (ConsentExpiredError, ConsentMissingError, ConsentNotGrantedError, ConsentRolledBackError,
                                    ConsentRevokedError, ConsentTamperedError, load_consent)
 from jointav.cameo.consent_gate import consent_check_for, grant_for_profile
 from jointav.cameo.keys import (default_operator_key_path, fingerprint, generate_key, operator_key, public_path_for,
@@ -29,7 +29,7 @@ from jointav.errors import InputValueError
 from jointav.pipeline import api
 from jointav.pipeline.cameo import apply_cameo, cameo_provenance
 from jointav.pipeline.generate import provenance_info
-from jointav.provenance import verify_file
+from jointav.provenance import WatermarkKey, verify_file
 from jointav.toyworld import SceneSpec, render_clip
 
 NAME = "Blue Character"
@@ -75,6 +75,16 @@ def granted(tmp_path_factory, recording, subject_key, operator):
     return read_profile(folder)
 
 
+@pytest.fixture(autouse=True)
+def machine_state(tmp_path, monkeypatch):
+    """Each test on a machine of its own as far as consent history and the usage log go: the copies of one
+    profile that tests revoke or re-grant would otherwise be (rightly) refused as rollbacks in the next test."""
+    path = tmp_path / "machine" / "consent-state.json"
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(path))
+    monkeypatch.setenv("JOINTAV_CAMEO_LOG", str(tmp_path / "machine" / "usage.jsonl"))
+    return path
+
+
 def copy_profile(profile, tmp_path, name="copy"):
     return read_profile(shutil.copytree(profile.path, tmp_path / name))
 
@@ -104,7 +114,9 @@ def test_create_grant_generate_and_verify_through_the_command_line(granted, oper
     for out in outputs:
         report = verify_file(out)
         assert report.valid, report.text()
-        assert report.generation["cameo"] == {"profile_id": granted.id, "consent_sha256": record.record_sha256}
+        cameo = report.generation["cameo"]
+        assert (cameo["profile_id"], cameo["consent_sha256"], cameo["record_version"], cameo["subject_fingerprint"]) == (
+            granted.id, record.record_sha256, 1, record.grant.subject_fingerprint)
         assert report.generation["extra"]["cameo_operator"] == fingerprint(operator)
         assert verify_file(out.with_suffix(".wav")).generation["cameo"]["profile_id"] == granted.id
 
@@ -282,3 +294,288 @@ def test_a_reference_guidance_choice_other_than_auto_on_off_is_refused_by_name()
     assert [reference_guidance_choice(c) for c in ("auto", "on", "off")] == [None, True, False]
     with pytest.raises(InputValueError, match=r"cameo_reference_guidance='maybe': expected one of auto, on, off"):
         reference_guidance_choice("maybe", "cameo_reference_guidance")
+
+
+# ---- consent that holds (issue 20): rollback, key swap, log truncation, revoked-since, audit ----
+
+OTHER_OPERATOR = "ed25519:" + "1" * 32
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return api.load_joint_model(device="cpu"), api.load_decoders(device="cpu")
+
+
+def cli(args, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def generate(profile_path, out, capsys, seed=0):
+    return cli(["generate", "--prompt", "a blue character speaks", "--seed", seed, *FAST, "--cameo", profile_path,
+                "--out", out], capsys)
+
+
+def grant_cli(folder, subject_key, *extra):
+    operator_pem = public_path_for(default_operator_key_path())
+    return ["cameo", "grant", "--profile", folder, "--subject-key", subject_key, "--subject-id", "blue",
+            "--operator-key", operator_pem, *extra]
+
+
+@pytest.mark.parametrize("undone", ["a revocation", "a narrowing of operators", "an expiry change"])
+def test_a_record_copied_back_is_refused_by_the_cli_and_the_apply_cameo_path(granted, subject_key, engine, tmp_path,
+                                                                           capsys, undone):
+    copy = copy_profile(granted, tmp_path)
+    record_path = copy.path / "consent.json"
+    if undone == "a narrowing of operators":  # granted to this machine and another, then only to the other
+        assert cli(grant_cli(copy.path, subject_key, "--operator", OTHER_OPERATOR, "--days", 30, "--force"),
+                   capsys)[0] == 0
+    old = record_path.read_bytes()
+    assert generate(copy.path, tmp_path / "before.mp4", capsys)[0] == 0  # allowed now; this machine sees version n
+    if undone == "a revocation":
+        assert cli(["cameo", "revoke", copy.path, "--subject-key", subject_key, "--reason", "no more"], capsys)[0] == 0
+    elif undone == "a narrowing of operators":
+        assert cli(["cameo", "grant", "--profile", copy.path, "--subject-key", subject_key, "--subject-id", "blue",
+                    "--operator", OTHER_OPERATOR, "--days", 30, "--force"], capsys)[0] == 0
+    else:
+        assert cli(grant_cli(copy.path, subject_key, "--days", 1, "--force"), capsys)[0] == 0
+    newer = load_consent(record_path)
+    record_path.write_bytes(old)  # the operator copies the earlier record back
+    old_version = load_consent(record_path).version
+
+    out = tmp_path / "after.mp4"
+    rc, _, err = generate(copy.path, out, capsys)
+    assert rc == 2 and not out.exists()
+    assert f"cameo '{NAME}' ({copy.id[:12]}) refused (consent record rolled back)" in err, err
+    assert f"consent record {record_path} is record version {old_version}" in err
+    assert f"already seen version {newer.version}" in err and "rolled back to an earlier copy" in err
+    expected = {"a revocation": "the newer record revokes the whole grant", "an expiry change": "valid until",
+                "a narrowing of operators": f"the newer record grants operators {OTHER_OPERATOR}"}[undone]
+    assert expected in err, err
+    if undone == "a revocation":
+        assert "(no more), so a revocation was rolled back" in err
+    rc, text, _ = cli(["cameo", "show", copy.path], capsys)
+    assert rc == 1 and "REFUSED" in text and "consent record rolled back" in text
+
+    # what JointAV Apply Cameo runs: the same gate, before anything is conditioned
+    model, decoders = engine
+    latent = api.empty_latent(model, "1s", 64, 64)
+    with pytest.raises(ConsentRolledBackError, match=r"refused \(consent record rolled back\)"):
+        apply_cameo(model, decoders, latent, read_profile(copy.path), consent_check=consent_check_for())
+
+
+def test_a_new_key_cannot_take_over_a_profile_even_with_force(granted, subject_key, tmp_path, capsys):
+    copy = copy_profile(granted, tmp_path)
+    person = load_consent(copy.path / "consent.json").grant.subject_fingerprint
+    assert cli(["cameo", "revoke", copy.path, "--subject-key", subject_key], capsys)[0] == 0
+    mallory = tmp_path / "mallory.key"
+    assert main(["cameo", "keygen", "--out", str(mallory)]) == 0
+    from jointav.cameo.keys import load_private_key
+
+    intruder = fingerprint(load_private_key(mallory))
+    before = (copy.path / "consent.json").read_bytes()
+    for args in (grant_cli(copy.path, mallory, "--days", 30, "--force"),
+                 ["cameo", "revoke", copy.path, "--subject-key", mallory],
+                 ["cameo", "grant", "--profile-id", copy.id, "--out", tmp_path / "swap.json", "--subject-key", mallory,
+                  "--subject-id", "blue", "--operator", fingerprint(operator_key()), "--days", 30, "--force"]):
+        rc, _, err = cli(args, capsys)
+        assert rc == 2, err
+        assert intruder in err and person in err and "bound to its person's key" in err, err
+    assert (copy.path / "consent.json").read_bytes() == before and not (tmp_path / "swap.json").exists()
+    assert read_profile(copy.path).manifest["subject"]["fingerprint"] == person
+    rc, _, err = generate(copy.path, tmp_path / "x.mp4", capsys)
+    assert rc == 2 and "refused (consent revoked)" in err
+
+    # a record signed by the new key, dropped into the folder by hand, is refused at use
+    from jointav.cameo.consent import grant_consent, save_consent
+
+    forged = grant_consent(load_private_key(mallory), subject_id="blue", profile_id=copy.id, profile_sha256=copy.id,
+                           operators=[fingerprint(operator_key())], record_version=50,
+                           valid_until=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3))
+    save_consent(forged, copy.path / "consent.json")
+    rc, _, err = generate(copy.path, tmp_path / "y.mp4", capsys)
+    assert rc == 2 and "refused (signed by a key other than the profile's person's)" in err, err
+    save_consent(forged, tmp_path / "sent.json")
+    rc, _, err = cli(["cameo", "revoke", copy.path, "--from", tmp_path / "sent.json"], capsys)
+    assert rc == 2 and intruder in err
+
+
+def test_a_revocation_the_person_sends_is_imported(granted, subject_key, tmp_path, capsys, monkeypatch,
+                                                  machine_state):
+    copy = copy_profile(granted, tmp_path)
+    theirs = shutil.copy(copy.path / "consent.json", tmp_path / "blue-consent.json")  # the person's own copy
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "persons-machine" / "state.json"))
+    rc, text, _ = cli(["cameo", "revoke", theirs, "--subject-key", subject_key, "--reason", "by mail"], capsys)
+    assert rc == 0 and f"send {theirs} to the operators" in text and "record version 2" in text
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(machine_state))  # back on the operator's machine
+    assert generate(copy.path, tmp_path / "a.mp4", capsys)[0] == 0  # the operator's folder does not know yet
+    rc, text, _ = cli(["cameo", "revoke", copy.path, "--from", theirs], capsys)
+    assert rc == 0 and "imported record version 2" in text
+    rc, _, err = generate(copy.path, tmp_path / "b.mp4", capsys)
+    assert rc == 2 and "refused (consent revoked)" in err and "by mail" in err
+
+
+def test_a_cut_usage_log_is_reported_by_verify_on_each_clip_and_by_the_gate(granted, tmp_path, capsys):
+    copy = copy_profile(granted, tmp_path)
+    clips = [tmp_path / f"clip{i}.mp4" for i in range(3)]
+    for i, clip in enumerate(clips):
+        assert generate(copy.path, clip, capsys, seed=i)[0] == 0
+    log = default_log_path()
+    lines = log.read_bytes().split(b"\n")[:-1]
+    assert len(lines) == 3
+    chain = verify_chain(log)
+    for i, clip in enumerate(clips):  # each manifest proves the log's length and head before the clip's use
+        report = verify_file(clip)
+        assert report.valid, report.text()
+        assert report.generation["cameo"]["usage_log"] == {"entries": i, "head_sha256": chain.head_at(i)}
+        assert report.cameo["usage_log"] == "intact" and f"its entry is line {i + 1}" in report.cameo["usage_log_note"]
+
+    for cut in (1, 2, 3):
+        log.write_bytes(b"".join(line + b"\n" for line in lines[:3 - cut]))
+        for i, clip in enumerate(clips):
+            rc, text, _ = cli(["verify", clip], capsys)
+            if i < 3 - cut:
+                assert rc == 0 and "usage log:   intact" in text, text
+            else:
+                assert rc == 1 and "usage log:   CUT OR TAMPERED" in text and "NOT VALID" in text, text
+                assert "the usage log no longer holds this clip's use" in text
+        rc, _, err = generate(copy.path, tmp_path / "next.mp4", capsys)
+        assert rc == 2 and "refused (usage log cut back)" in err and f"{cut} entr" in err, err
+    # a verifier on another machine (another watermark key) does not hold this machine's log against the clip
+    elsewhere = verify_file(clips[2], watermark_key=WatermarkKey(b"another machine's key!!"))
+    assert elsewhere.cameo["usage_log"] == "not checked" and "another machine" in elsewhere.cameo["usage_log_note"]
+    assert elsewhere.valid, elsewhere.text()
+
+
+def test_verify_says_a_clip_was_made_before_a_later_revocation(granted, subject_key, tmp_path, capsys, monkeypatch):
+    copy = copy_profile(granted, tmp_path)
+    theirs = shutil.copy(copy.path / "consent.json", tmp_path / "blue-consent.json")
+    clip = tmp_path / "before.mp4"
+    assert generate(copy.path, clip, capsys)[0] == 0
+    rc, text, _ = cli(["verify", clip], capsys)
+    assert rc == 0 and "consent:     record version 1" in text and ": not revoked: as of record version 1" in text
+
+    assert cli(["cameo", "revoke", copy.path, "--subject-key", subject_key, "--reason", "no more"], capsys)[0] == 0
+    rc, text, _ = cli(["verify", clip], capsys)  # this machine has seen the revocation
+    assert rc == 0, text
+    assert "REVOKED since: the person revoked the whole grant" in text and "(no more)" in text
+    assert "the clip was made before it" in text
+
+    # on another machine (no consent state), from the file the person sends
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "elsewhere" / "state.json"))
+    assert cli(["cameo", "revoke", theirs, "--subject-key", subject_key, "--reason", "sent"], capsys)[0] == 0
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "verifier" / "state.json"))
+    rc, text, _ = cli(["verify", clip], capsys)
+    assert rc == 0 and "revocation status unknown" in text and "--revocation FILE" in text
+    rc, text, _ = cli(["verify", clip, "--revocation", theirs], capsys)
+    assert rc == 0 and "REVOKED since" in text and "(sent)" in text and str(theirs) in text, text
+    report = verify_file(clip, revocation=load_consent(theirs))
+    assert report.valid and report.cameo["consent"] == "revoked"
+
+
+def test_a_clip_made_after_its_revocation_on_a_machine_that_lost_its_state_is_caught(granted, subject_key, tmp_path,
+                                                                                   capsys, monkeypatch):
+    from jointav.cameo.consent import revoke, save_consent
+    from jointav.cameo.keys import load_private_key
+
+    copy = copy_profile(granted, tmp_path)
+    old = (copy.path / "consent.json").read_bytes()
+    an_hour_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    revoked = revoke(load_consent(copy.path / "consent.json"), load_private_key(subject_key), reason="stop",
+                     now=an_hour_ago)
+    save_consent(revoked, tmp_path / "revocation.json")
+    # the operator never imports it, and even deletes this machine's consent state: the gate cannot know
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "wiped" / "state.json"))
+    (copy.path / "consent.json").write_bytes(old)
+    clip = tmp_path / "after.mp4"
+    assert generate(copy.path, clip, capsys)[0] == 0
+    rc, text, _ = cli(["verify", clip, "--revocation", tmp_path / "revocation.json"], capsys)
+    assert rc == 1 and "made under a revoked consent" in text and "AFTER it" in text and "NOT VALID" in text, text
+    rc, text, _ = cli(["cameo", "audit", tmp_path, "--profile", copy.path, "--revocation",
+                       tmp_path / "revocation.json"], capsys)
+    assert rc == 0 and "MADE AFTER ITS REVOCATION" in text
+
+
+def test_cameo_audit_finds_every_clip_of_a_profile_in_a_mixed_folder(granted, subject_key, tmp_path, toy_clip,
+                                                                    capsys):
+    a = copy_profile(granted, tmp_path)
+    image = tmp_path / "b.png"
+    cv2.imwrite(str(image), cv2.cvtColor(toy_clip.frames[12], cv2.COLOR_RGB2BGR))
+    sf.write(tmp_path / "b.wav", toy_clip.audio, toy_clip.sample_rate)
+    assert main(["cameo", "create", "--image", str(image), "--voice", str(tmp_path / "b.wav"), "--name", "Other",
+                 "--out", str(tmp_path / "b")]) == 0
+    (b,) = (tmp_path / "b").iterdir()
+    assert cli(grant_cli(b, subject_key, "--days", 30), capsys)[0] == 0
+    clips = tmp_path / "clips"
+    (clips / "day2").mkdir(parents=True)
+    made = {"a": [], "b": []}
+    for name, folder, out in (("a", a.path, clips / "a1.mp4"), ("b", b, clips / "b1.mp4"),
+                              ("a", a.path, clips / "day2" / "a2.mp4")):
+        assert generate(folder, out, capsys)[0] == 0
+        made[name] += [out, out.with_suffix(".wav")]  # the WAV beside it carries the same manifest entry
+    assert main(["generate", "--prompt", "a red ball bounces", *FAST, "--out", str(clips / "plain.mp4")]) == 0
+    (clips / "notes.txt").write_text("not a clip")
+    shutil.copy(clips / "plain.mp4", clips / "day2" / "unsigned.m4v")
+
+    rc, text, _ = cli(["cameo", "audit", clips, "--profile", a.path, "--json"], capsys)
+    listed = json.loads(text)
+    assert rc == 0 and sorted(c["path"] for c in listed["clips"]) == sorted(map(str, made["a"]))
+    assert {c["profile_id"] for c in listed["clips"]} == {a.id} and listed["subject_keys"] == [
+        load_consent(a.path / "consent.json").grant.subject_fingerprint]
+    b_id = read_profile(b).id
+    rc, text, _ = cli(["cameo", "audit", clips, "--profile-id", b_id], capsys)
+    assert rc == 0 and text.startswith(f"2 clip(s) in {clips} made with profile {b_id}")
+    assert all(str(p) in text for p in made["b"]) and "a1.mp4" not in text
+    rc, text, _ = cli(["cameo", "audit", clips], capsys)
+    assert text.startswith("6 clip(s)")
+
+
+def test_audit_shows_a_key_swap_that_a_wiped_machine_let_through(granted, subject_key, tmp_path, capsys, monkeypatch):
+    copy = copy_profile(granted, tmp_path)
+    clips = tmp_path / "clips"
+    assert generate(copy.path, clips / "a.mp4", capsys)[0] == 0
+    # the operator deletes this machine's consent state and the profile's subject slot, then grants with a new key
+    monkeypatch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path / "wiped" / "state.json"))
+    manifest = json.loads((copy.path / MANIFEST_NAME).read_text())
+    manifest["subject"] = None
+    (copy.path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    mallory = tmp_path / "mallory.key"
+    assert main(["cameo", "keygen", "--out", str(mallory)]) == 0
+    assert cli(grant_cli(copy.path, mallory, "--days", 30, "--force"), capsys)[0] == 0
+    assert generate(copy.path, clips / "b.mp4", capsys)[0] == 0
+    rc, text, _ = cli(["cameo", "audit", clips, "--profile", copy.path], capsys)
+    person = load_consent(granted.path / "consent.json").grant.subject_fingerprint
+    from jointav.cameo.keys import load_private_key
+
+    assert rc == 0 and "clips made under 2 different person keys" in text and "the profile's key was swapped" in text
+    assert person in text and fingerprint(load_private_key(mallory)) in text
+
+
+def test_revoking_a_profiles_record_file_by_its_path_keeps_the_folder_current(granted, subject_key, tmp_path, capsys):
+    copy = copy_profile(granted, tmp_path)
+    rc, text, _ = cli(["cameo", "revoke", copy.path / "consent.json", "--subject-key", subject_key], capsys)
+    assert rc == 0 and "send" not in text  # revoked as the folder's record, not as a person's copy
+    assert read_profile(copy.path).consent["sha256"] == file_digest(copy.path / "consent.json")
+    with pytest.raises(ConsentRevokedError):
+        consent_check_for()(read_profile(copy.path))
+
+
+def test_a_person_making_their_own_profile_binds_it_at_creation(subject_key, operator, tmp_path, toy_clip, capsys):
+    from jointav.cameo.keys import load_private_key
+
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), cv2.cvtColor(toy_clip.frames[9], cv2.COLOR_RGB2BGR))
+    sf.write(tmp_path / "voice.wav", toy_clip.audio, toy_clip.sample_rate)
+    person = fingerprint(load_private_key(subject_key))
+    rc, text, _ = cli(["cameo", "create", "--image", image, "--voice", tmp_path / "voice.wav", "--name", "Own",
+                       "--out", tmp_path / "cameos", "--subject-key", public_path_for(subject_key)], capsys)
+    assert rc == 0 and f"person  {person}" in text
+    (folder,) = (tmp_path / "cameos").iterdir()
+    assert read_profile(folder).manifest["subject"]["fingerprint"] == person
+    other = tmp_path / "other.key"
+    assert main(["cameo", "keygen", "--out", str(other)]) == 0
+    rc, _, err = cli(grant_cli(folder, other, "--days", 3), capsys)  # the very first grant, by someone else
+    assert rc == 2 and "bound to its person's key" in err and person in err
+    assert cli(grant_cli(folder, subject_key, "--days", 3), capsys)[0] == 0

@@ -14,6 +14,7 @@ from jointav.cameo.consent import (
     ConsentRecord,
     ConsentRevokedError,
     ConsentTamperedError,
+    ConsentWrongKeyError,
     check_consent,
     grant_consent,
     load_consent,
@@ -131,7 +132,7 @@ def test_revoking_one_operator_leaves_the_others(world):
 
 
 def test_only_the_subject_can_revoke_and_forged_revocations_are_tampering(world):
-    with pytest.raises(InputValueError, match="not the subject's key"):
+    with pytest.raises(ConsentWrongKeyError, match="not the subject's key"):
         revoke(world["record"], world["other"])
     # a revocation signed for another grant of the same subject cannot be pasted into this one
     second = grant_consent(world["subject"], subject_id="alice", profile_id="alice-v1", profile_sha256=world["hash"],
@@ -175,3 +176,31 @@ def test_record_round_trips_through_json_unchanged(world, tmp_path):
     loaded = load_consent(save_consent(record, tmp_path / "c.json"))
     assert isinstance(loaded, ConsentRecord) and loaded.record_sha256 == record.record_sha256
     assert check_consent(loaded, world["hash"], world["operator"], NOW).record_sha256 == record.record_sha256
+
+
+def test_a_record_made_before_record_versions_still_reads_and_a_revocation_moves_it_forward(world):
+    from jointav.cameo.consent import GRANT_DOMAIN, canonical_json
+    from jointav.cameo.keys import sign_b64
+
+    grant = dataclasses.replace(world["record"].grant, version=1, record_version=0)
+    assert "record_version" not in grant.to_dict()  # what the first format signed
+    old = ConsentRecord(grant=grant, signature=sign_b64(world["subject"], GRANT_DOMAIN + canonical_json(grant.to_dict())))
+    loaded = ConsentRecord.from_dict(json.loads(json.dumps(old.to_dict())))
+    assert loaded.version == 0 and check_consent(loaded, world["hash"], world["operator"], NOW)
+    revoked = ConsentRecord.from_dict(revoke(loaded, world["subject"], now=NOW).to_dict())
+    assert revoked.version == 1
+    with pytest.raises(ConsentRevokedError):
+        check_consent(revoked, world["hash"], world["operator"], NOW)
+
+
+def test_record_versions_are_signed_and_must_rise(world):
+    record = revoke(revoke(world["record"], world["subject"], operator="a", now=NOW), world["subject"], operator="b",
+                    now=NOW)
+    assert [world["record"].version, *(r.record_version for r in record.revocations)] == [1, 2, 3]
+    assert record.version == 3
+    bumped = dataclasses.replace(record, grant=dataclasses.replace(record.grant, record_version=7))
+    with pytest.raises(ConsentTamperedError, match="signature does not verify"):  # a version cannot be edited
+        check_consent(bumped, world["hash"], world["operator"], NOW)
+    swapped = dataclasses.replace(record, revocations=record.revocations[::-1])
+    with pytest.raises(ConsentTamperedError, match="reordered"):
+        check_consent(swapped, world["hash"], world["operator"], NOW)
