@@ -156,7 +156,8 @@ def test_a_loaded_profile_is_refused_on_the_prompt_after_a_revocation(comfy, rec
     assert "refused (consent revoked)" in error["exception_message"] and "withdrawn" in error["exception_message"]
 
     # JointAV Verify on the clip made before the revocation says so (the server has seen the revocation)
-    entry = comfy.run({"1": {"class_type": "JointAVVerify", "inputs": {"path": str(clip)}}})
+    name = clip.relative_to(comfy.base / "output").as_posix()  # Verify reads names inside ComfyUI's folders only
+    entry = comfy.run({"1": {"class_type": "JointAVVerify", "inputs": {"path": name}}})
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     text = entry["outputs"]["1"]["text"][0]
     assert "REVOKED since: the person revoked the whole grant" in text and "(withdrawn)" in text, text
