@@ -25,7 +25,7 @@ from ..samplers import sample as sample_latents
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
 from .default_model import default_parts, is_bundle, load_bundle
 from .specs import DEFAULT_SPEC, spec_for_file
-from .types import Decoders, JointConditioning, JointLatent, JointModel
+from .types import Decoders, JointConditioning, JointLatent, JointModel, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,21 @@ def spatial_multiple(model: JointModel) -> int:
     return model.spec.vae_space_factor * max(model.dit.config.video.patch_size[1:])
 
 
+def size_rule(multiple: int) -> str:
+    """What a frame side must be, in the words every help text and error uses."""
+    return f"a multiple of {multiple} from {multiple} to {MAX_SIDE}"
+
+
+def duration_rule(spec: ModelSpec) -> str:
+    return ", ".join(p.name for p in spec.durations)
+
+
 def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]:
     multiple = spatial_multiple(model)
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, int) or value <= 0 or value % multiple or value > MAX_SIDE:
-            raise InputValueError(f"{name}={value} is not usable for model {model.name}: expected a multiple of "
-                                  f"{multiple} between {multiple} and {MAX_SIDE}")
+            raise InputValueError(f"{name}={value} is not usable for model {model.name}: expected "
+                                  f"{size_rule(multiple)}")
     area = model.spec.target_area
     if area and not 0.9 * area <= height * width <= 1.1 * area:
         log.warning("%dx%d is more than 10%% away from the %d-pixel area model %s was trained on; results may suffer",
@@ -140,9 +149,8 @@ def _frames(model: JointModel, duration: str) -> int:
     try:
         return model.spec.duration_preset(duration).frames
     except KeyError:
-        names = ", ".join(p.name for p in model.spec.durations)
-        raise InputValueError(f"duration={duration!r} is beyond what model {model.name} supports; "
-                              f"expected one of: {names}") from None
+        raise InputValueError(f"duration={duration!r} is not a duration of model {model.name}; "
+                              f"expected one of: {duration_rule(model.spec)}") from None
 
 
 def _latent(model: JointModel, frames: int, height: int, width: int, batch: int) -> JointLatent:
@@ -202,6 +210,13 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
 
 # --------------------------------------------------------------------------------------------- sampling
 
+def checked_steps(steps) -> int:
+    """The number of sampling steps, refused unless a whole number of at least 1 (0 is not "the default")."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputValueError(f"steps={steps!r}: expected a whole number >= 1")
+    return steps
+
+
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
            slg_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
@@ -212,8 +227,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     """
     if slg_layer == "default":
         slg_layer = model.spec.default_skip_layer
-    if not isinstance(steps, int) or steps < 1:
-        raise InputValueError(f"steps={steps!r}: expected an integer >= 1")
+    checked_steps(steps)
     if slg_layer is not None and slg_layer >= model.dit.config.num_layers:
         raise InputValueError(f"skip_layer={slg_layer} is beyond model {model.name}'s {model.dit.config.num_layers} "
                               f"layers; expected 0 (off) to {model.dit.config.num_layers - 1}")

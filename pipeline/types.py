@@ -33,6 +33,7 @@ class ModelSpec:
     audio_latent_channels: int = 20
     vae_time_factor: int = 4
     vae_space_factor: int = 16
+    spatial_patch: int = 2  # the DiT's patch over the latent's height and width (2x2 in Ovi and the default)
     audio_sample_rate: int = 16000
     audio_samples_per_latent: int = 512
     target_area: int | None = None  # pixels; None = any size that divides
@@ -44,6 +45,11 @@ class ModelSpec:
     # pass; samplers.guidance). False for Ovi, whose weights never saw reference tokens.
     reference_guidance: bool = False
     cameo_mode: str = "first_frame"  # what cameo mode "auto" means for this family (pipeline.cameo.MODES)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame height and width must divide by this: the VAE's spatial factor times the DiT's patch."""
+        return self.vae_space_factor * self.spatial_patch
 
     def duration_preset(self, name: str) -> DurationPreset:
         for preset in self.durations:
