@@ -65,7 +65,10 @@ def _steps_help() -> str:
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="make an MP4 (H.264 + AAC) and a WAV from a prompt",
                               description="Generate a clip with sound. Without --model the embedded default model runs.")
-    p.add_argument("--prompt", required=True, help="the scene; speech may be inline as <S>words<E>")
+    p.add_argument("--prompt", required=True,
+                   help="the scene; speech may be inline as <S>words<E>. The embedded model knows a small vocabulary "
+                        "(`jointav vocabulary`) and warns about every word of --prompt, --speech and "
+                        "--audio-description it cannot read")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .mp4 (a .wav of the same name is written beside it)")
     p.add_argument("--speech", action="append", default=[], help="a spoken line (repeatable)")
@@ -133,6 +136,8 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     bar.close()
+    for note in clip.notes:
+        print(f"warning: {note}", file=sys.stderr)
     seconds = clip.frames.shape[0] / clip.fps
     size = format_size(clip.frames.shape[1], clip.frames.shape[2])
     print(f"wrote {mp4} ({clip.frames.shape[0]} frames, {size} (height x width) @ {clip.fps:g} fps, "

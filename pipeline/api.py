@@ -96,13 +96,19 @@ def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequ
                   audio_description: str = "", video_negative: str = "", audio_negative: str = "", *,
                   text_encode: TextEncodeFn | None = None) -> JointConditioning:
     """Compose the prompt in the model's markup and embed it with its negatives (one prompt for both towers)."""
+    if isinstance(speech_lines, str):
+        speech_lines = [line for line in speech_lines.splitlines() if line.strip()]
     prompt = compose_prompt(video_prompt, speech_lines, audio_description, style=model.spec.caption_style)
+    notes = ()
     if text_encode is None:
         if model.text_encoder is None:
             raise InputValueError(
                 f"clip: model {model.name} needs the umT5-XXL text encoder; connect a CLIP loaded with type 'wan' "
                 f"(e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)")
         text_encode = model.text_encoder.encode
+        if hasattr(model.text_encoder, "prompt_notes"):  # a closed vocabulary (the embedded model's)
+            notes = tuple(model.text_encoder.prompt_notes(video_prompt, [s for s in speech_lines if s.strip()],
+                                                          audio_description, prompt))
     texts = [clean_for_tokenizer(t) for t in (prompt, video_negative, audio_negative)]
     with torch.no_grad():
         embeddings = text_encode(texts)
@@ -113,7 +119,14 @@ def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequ
                                   f"[tokens, {text_dim}] for model {model.name}; is the right text encoder connected?")
     pos, vneg, aneg = (e.detach().float().cpu() for e in embeddings)
     return JointConditioning(video_positive=pos, audio_positive=pos, video_negative=vneg, audio_negative=aneg,
-                             prompt=prompt, video_negative_prompt=texts[1], audio_negative_prompt=texts[2])
+                             prompt=prompt, video_negative_prompt=texts[1], audio_negative_prompt=texts[2],
+                             notes=notes)
+
+
+def vocabulary(model: JointModel) -> tuple[str, ...] | None:
+    """The words the model's own text encoder knows, or None when it reads any text (umT5 through a CLIP)."""
+    tokenizer = getattr(model.text_encoder, "tokenizer", None)
+    return tokenizer.known_words() if hasattr(tokenizer, "known_words") else None
 
 
 # --------------------------------------------------------------------------------------------- latents

@@ -59,6 +59,7 @@ class GeneratedClip:
     prompt: str
     model_name: str
     provenance: dict
+    notes: tuple[str, ...] = ()  # what the text encoder could not read of the prompt (JointConditioning.notes)
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -103,7 +104,7 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
     audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
     provenance = dict(latent.provenance, **cameo_provenance(latent), duration=duration, image=req.image)
     return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name,
-                         provenance=provenance)
+                         provenance=provenance, notes=conditioning.notes)
 
 
 def clip_id_for(provenance: dict) -> int:

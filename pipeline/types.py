@@ -94,6 +94,9 @@ class JointConditioning:
     prompt: str
     video_negative_prompt: str
     audio_negative_prompt: str
+    # What the model's own text encoder cannot read of the prompt (unknown words, ignored fields), one line each;
+    # empty for encoders that read any text (umT5). The CLI prints them, the node shows them.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass

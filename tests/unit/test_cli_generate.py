@@ -99,3 +99,24 @@ def test_an_unknown_duration_is_named_as_such_with_the_models_durations(tmp_path
     err = capsys.readouterr().err
     assert rc == 2 and "duration='banana' is not a duration of model" in err and "2s, 1s, 3s" in err
     assert "beyond" not in err and not list(tmp_path.iterdir())
+
+
+def test_words_and_options_the_default_model_ignores_are_named_on_stderr(tmp_path, capsys):
+    rc = main(["generate", "--prompt", "a purple dragon sings opera in the rain", "--speech", "hello there",
+               "--audio-description", "low thuds, room tone", "--steps", "1", "--duration", "1s",
+               "--out", str(tmp_path / "dragon.mp4")])
+    assert rc == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert any(all(w in line for w in ("dragon", "sings", "opera", "rain")) for line in warnings), err
+    assert any("speech line 'hello there' is ignored" in line for line in warnings), err
+    assert any("audio description" in line and "room" in line for line in warnings), err
+    assert any("the words this model knows" in line and "bounces" in line for line in warnings), err
+
+
+def test_vocabulary_command_lists_what_the_default_model_reads(capsys):
+    assert main(["vocabulary"]) == 0
+    listed = set(capsys.readouterr().out.split())
+    known = api.vocabulary(api.load_joint_model(device="cpu"))
+    assert set(known) <= listed and "dragon" not in listed
+    assert "jointav vocabulary" in _help_of("--prompt")
