@@ -45,6 +45,18 @@ def _as_planar_audio(waveform: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(waveform, -1.0, 1.0))
 
 
+def _fit_to_video(audio: np.ndarray, frame_count: int, rate: Fraction, sample_rate: int) -> np.ndarray:
+    """Pad with silence or trim so the sound lasts exactly as long as the frames (to the nearest sample).
+
+    The pipeline's sound is a whole number of audio latents, which need not end on the last frame's end (the
+    default model's 2 s clip: 2.016 s of sound under 2.083 s of video), and a player then shows the last frames
+    in silence or cuts the sound short."""
+    samples = round(frame_count * sample_rate / rate)
+    if audio.shape[1] >= samples:
+        return np.ascontiguousarray(audio[:, :samples])
+    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+
+
 def write_mp4(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -66,17 +78,24 @@ def write_mp4(
     if waveform is not None:
         if sample_rate not in AAC_RATES:
             raise InputValueError(f"mp4 sample_rate: AAC needs one of {AAC_RATES}, found {sample_rate}; resample first")
-        audio = _as_planar_audio(waveform)
+        audio = _fit_to_video(_as_planar_audio(waveform), frames.shape[0], rate, sample_rate)
 
+    # The edit lists that trim AAC's priming samples are written in the movie's timescale; at the default
+    # 1/1000 s the sound's end is rounded to the millisecond, at 1/sample_rate it is kept to the sample.
+    options = {"movie_timescale": str(sample_rate)} if audio is not None else {}
     with atomic_path(path, suffix=".mp4") as tmp:
-        with av.open(str(tmp), "w", format="mp4") as container:
+        with av.open(str(tmp), "w", format="mp4", options=options) as container:
             for key, value in (metadata or {}).items():
                 container.metadata[key] = str(value)
             video = container.add_stream("libx264", rate=rate)
             video.width, video.height = frames.shape[2], frames.shape[1]
             video.pix_fmt = "yuv420p"
             video.profile = "High"
-            video.options = {"crf": str(crf), "preset": "medium"}
+            # mbtree=0: with x264's macroblock-tree rate control on, the same frames encoded differently from run
+            # to run (22 of 100 encodes of one array decoded up to 45/255 apart, with one encoder thread; shorter
+            # lookahead, no weighted prediction or no adaptive quantisation did not help); without it, every encode
+            # of the same frames gave the same file. It costs a little compression at the same CRF.
+            video.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
             astream = None
             if audio is not None:
                 astream = container.add_stream("aac", rate=sample_rate)

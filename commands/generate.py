@@ -7,18 +7,68 @@ import sys
 import time
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """`--size HEIGHTxWIDTH` -> (height, width); whether a model can make it is the pipeline's rule (api.size_rule)."""
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f"{text!r}: expected HEIGHTxWIDTH in pixels, e.g. 64x96 (64 high, 96 wide)")
+
+
+def format_size(height: int, width: int) -> str:
+    """A frame size the way --size takes it (height first)."""
+    return f"{height}x{width}"
+
+
+def parse_steps(text: str) -> int:
+    """`--steps N`: a whole number of at least 1, by the sampler's own rule (api.checked_steps)."""
+    from ..errors import InputValueError
+    from ..pipeline.api import checked_steps
+
     try:
-        h, w = text.lower().split("x")
-        return int(h), int(w)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: expected HEIGHTxWIDTH, e.g. 64x64") from None
+        return checked_steps(int(text))
+    except (ValueError, InputValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1 (leave --steps out for the "
+                                         f"model's own)") from None
+
+
+def _families_help(value) -> str:
+    """One phrase per distinct value over the model families, e.g. '16 for the embedded model, 32 for Ovi'."""
+    from ..pipeline.specs import DEFAULT_SPEC, FAMILIES
+
+    groups: dict[str, list[str]] = {}
+    for spec in FAMILIES.values():
+        name = "the embedded model" if spec is DEFAULT_SPEC else spec.family
+        groups.setdefault(str(value(spec)), []).append(name)
+    return "; ".join(f"{v} for {', '.join(names)}" for v, names in groups.items())
+
+
+def _size_help() -> str:
+    from ..pipeline.api import MAX_SIDE
+    from ..pipeline.specs import DEFAULT_SPEC
+
+    h, w = DEFAULT_SPEC.resolutions[0]
+    return (f"HEIGHTxWIDTH in pixels (64x96 is 64 high, 96 wide); each side a multiple of the model's size step, "
+            f"up to {MAX_SIDE} (step {_families_help(lambda s: s.size_multiple)}); default: the model's first "
+            f"preset ({format_size(h, w)} for the embedded model)")
+
+
+def _duration_help() -> str:
+    return (f"one of the model's durations ({_families_help(lambda s: ', '.join(p.name for p in s.durations))}); "
+            f"default: the first")
+
+
+def _steps_help() -> str:
+    return f"sampling steps, 1 or more (default: the model's own: {_families_help(lambda s: s.default_steps)})"
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("generate", help="make an MP4 (H.264 + AAC) and a WAV from a prompt",
                               description="Generate a clip with sound. Without --model the embedded default model runs.")
-    p.add_argument("--prompt", required=True, help="the scene; speech may be inline as <S>words<E>")
+    p.add_argument("--prompt", required=True,
+                   help="the scene; speech may be inline as <S>words<E>. The embedded model knows a small vocabulary "
+                        "(`jointav vocabulary`) and warns about every word of --prompt, --speech and "
+                        "--audio-description it cannot read")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .mp4 (a .wav of the same name is written beside it)")
     p.add_argument("--speech", action="append", default=[], help="a spoken line (repeatable)")
@@ -30,9 +80,9 @@ def register(subparsers) -> None:
     p.add_argument("--audio-vae", help="MMAudio VAE file (v1-16.pth)")
     p.add_argument("--vocoder", help="BigVGAN generator file (best_netG.pt)")
     p.add_argument("--image", help="first frame (PNG/JPEG): image-to-audio-video")
-    p.add_argument("--duration", help="a duration preset of the model, e.g. 2s (default model) or 5s (Ovi)")
-    p.add_argument("--size", type=_size, help="HEIGHTxWIDTH, multiples of 32; default: the model's first preset")
-    p.add_argument("--steps", type=int, help="sampling steps (default: the model's, 24 for the default, 50 for Ovi)")
+    p.add_argument("--duration", help=_duration_help())
+    p.add_argument("--size", type=parse_size, metavar="HEIGHTxWIDTH", help=_size_help())
+    p.add_argument("--steps", type=parse_steps, help=_steps_help())
     p.add_argument("--solver", default="unipc", choices=["unipc", "euler", "dpm++"])
     p.add_argument("--shift", type=float, default=5.0)
     p.add_argument("--video-guidance", type=float, default=4.0)
@@ -86,8 +136,11 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     bar.close()
+    for note in clip.notes:
+        print(f"warning: {note}", file=sys.stderr)
     seconds = clip.frames.shape[0] / clip.fps
-    print(f"wrote {mp4} ({clip.frames.shape[0]} frames, {clip.frames.shape[2]}x{clip.frames.shape[1]} @ {clip.fps:g} fps, "
+    size = format_size(clip.frames.shape[1], clip.frames.shape[2])
+    print(f"wrote {mp4} ({clip.frames.shape[0]} frames, {size} (height x width) @ {clip.fps:g} fps, "
           f"{seconds:.2f} s) and {wav} ({clip.audio['sample_rate']} Hz) in {time.perf_counter() - start:.1f} s")
     if clip.provenance.get("consent_sha256"):
         from ..cameo.usage_log import default_log_path

@@ -83,6 +83,18 @@ class ToyTokenizer:
     def decode(self, ids: Sequence[int]) -> list[str]:
         return [self.vocab[i] for i in ids]
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` this tokenizer reads as <unk> (each once, in order): the model cannot see them."""
+        return list(dict.fromkeys(w for w in split_words(text) if canonical(w) not in self._ids))
+
+    def known_words(self) -> tuple[str, ...]:
+        """Every word and markup tag a prompt can use (the vocabulary without its special tokens)."""
+        return tuple(w for w in self.vocab if w not in (PAD, EOS, UNK))
+
+    def words_cut(self, text: str) -> list[str]:
+        """The words past the last one that fits (`max_tokens` counts the end token)."""
+        return split_words(text)[self.max_tokens - 1:]
+
 
 class _Block(nn.Module):
     """Pre-norm transformer layer: x + attn(norm(x)), then x + mlp(norm(x)); padded keys are masked."""
@@ -140,6 +152,32 @@ class ToyTextEncoder(nn.Module):
         for block in self.blocks:
             x = block(x, lengths)
         return self.proj(self.norm(x))
+
+    def prompt_notes(self, video_prompt: str, speech_lines: Sequence[str], audio_description: str,
+                     composed: str) -> list[str]:
+        """What this encoder will not read of a prompt, field by field, in words for a user: unknown words (read
+        as <unk>, so the model does not see them), fields with no known word at all (ignored entirely), and words
+        cut at the token limit. Empty when every word is read. `composed` is the one string the model gets."""
+        notes = []
+        fields = [("video prompt", video_prompt)] + [(f"speech line {line!r}", line) for line in speech_lines]
+        fields.append(("audio description", audio_description))
+        for name, text in fields:
+            unknown = self.tokenizer.unknown_words(text)
+            if not unknown:
+                continue
+            if len(unknown) == len(dict.fromkeys(split_words(text))):
+                notes.append(f"{name} is ignored: none of its words ({', '.join(unknown)}) is in this model's "
+                             f"vocabulary")
+            else:
+                notes.append(f"{name}: these words are not in this model's vocabulary and are ignored: "
+                             f"{', '.join(unknown)}")
+        cut = self.tokenizer.words_cut(composed)
+        if cut:
+            notes.append(f"the prompt is longer than {self.config.max_tokens - 1} words; these are cut: "
+                         f"{' '.join(cut)}")
+        if notes:
+            notes.append("the words this model knows: " + " ".join(self.tokenizer.known_words()))
+        return notes
 
     def encode(self, prompts: Sequence[str]) -> list[torch.Tensor]:
         """One `[L_i, text_dim]` tensor per prompt, on the module's device and dtype (the DiT's context list)."""

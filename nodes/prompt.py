@@ -65,5 +65,6 @@ class EncodePrompt(io.ComfyNode):
         with node_errors(cls.NAME):
             conditioning = pipeline.encode_prompt(model, video_prompt, lines, audio_description, video_negative,
                                                   audio_negative, text_encode=text_encode)
-        # The exact text the model reads (speech and sound markup included) goes to the run's report.
-        return io.NodeOutput(conditioning, ui={"text": [conditioning.prompt]})
+        # The exact text the model reads (speech and sound markup included) goes to the run's report, followed by
+        # what the model's text encoder cannot read of it (the embedded model's closed vocabulary).
+        return io.NodeOutput(conditioning, ui={"text": [conditioning.prompt, *conditioning.notes]})

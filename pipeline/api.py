@@ -25,7 +25,7 @@ from ..samplers import sample as sample_latents
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
 from .default_model import default_parts, is_bundle, load_bundle
 from .specs import DEFAULT_SPEC, spec_for_file
-from .types import Decoders, JointConditioning, JointLatent, JointModel
+from .types import Decoders, JointConditioning, JointLatent, JointModel, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,19 @@ def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequ
                   audio_description: str = "", video_negative: str = "", audio_negative: str = "", *,
                   text_encode: TextEncodeFn | None = None) -> JointConditioning:
     """Compose the prompt in the model's markup and embed it with its negatives (one prompt for both towers)."""
+    if isinstance(speech_lines, str):
+        speech_lines = [line for line in speech_lines.splitlines() if line.strip()]
     prompt = compose_prompt(video_prompt, speech_lines, audio_description, style=model.spec.caption_style)
+    notes = ()
     if text_encode is None:
         if model.text_encoder is None:
             raise InputValueError(
                 f"clip: model {model.name} needs the umT5-XXL text encoder; connect a CLIP loaded with type 'wan' "
                 f"(e.g. umt5_xxl_fp8_e4m3fn_scaled.safetensors)")
         text_encode = model.text_encoder.encode
+        if hasattr(model.text_encoder, "prompt_notes"):  # a closed vocabulary (the embedded model's)
+            notes = tuple(model.text_encoder.prompt_notes(video_prompt, [s for s in speech_lines if s.strip()],
+                                                          audio_description, prompt))
     texts = [clean_for_tokenizer(t) for t in (prompt, video_negative, audio_negative)]
     with torch.no_grad():
         embeddings = text_encode(texts)
@@ -115,7 +121,14 @@ def encode_prompt(model: JointModel, video_prompt: str, speech_lines: str | Sequ
                                   f"[tokens, {text_dim}] for model {model.name}; is the right text encoder connected?")
     pos, vneg, aneg = (e.detach().float().cpu() for e in embeddings)
     return JointConditioning(video_positive=pos, audio_positive=pos, video_negative=vneg, audio_negative=aneg,
-                             prompt=prompt, video_negative_prompt=texts[1], audio_negative_prompt=texts[2])
+                             prompt=prompt, video_negative_prompt=texts[1], audio_negative_prompt=texts[2],
+                             notes=notes)
+
+
+def vocabulary(model: JointModel) -> tuple[str, ...] | None:
+    """The words the model's own text encoder knows, or None when it reads any text (umT5 through a CLIP)."""
+    tokenizer = getattr(model.text_encoder, "tokenizer", None)
+    return tokenizer.known_words() if hasattr(tokenizer, "known_words") else None
 
 
 # --------------------------------------------------------------------------------------------- latents
@@ -134,6 +147,15 @@ def supported_sizes(model: JointModel) -> str:
             f"{spatial_multiple(model)}, with at most {spec.max_area} pixels per frame; its presets (width x height): {presets}")
 
 
+def size_rule(multiple: int) -> str:
+    """What a frame side must be, in the words every help text and error uses."""
+    return f"a multiple of {multiple} from {multiple} to {MAX_SIDE}"
+
+
+def duration_rule(spec: ModelSpec) -> str:
+    return ", ".join(p.name for p in spec.durations)
+
+
 def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]:
     """The one rule for frame sizes: a multiple of the model's spatial multiple, within its family's area.
 
@@ -142,7 +164,8 @@ def _checked_size(model: JointModel, height: int, width: int) -> tuple[int, int]
     for name, value in (("height", height), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % multiple \
                 or value > MAX_SIDE:
-            raise InputValueError(f"{name}={value!r} is not usable: {supported_sizes(model)}")
+            raise InputValueError(f"{name}={value!r} is not usable for model {model.name}: expected "
+                                  f"{size_rule(multiple)}; {supported_sizes(model)}")
     if height * width > model.spec.max_area:
         raise InputValueError(f"width={width}, height={height}: {width * height} pixels per frame is more than "
                               f"this model is run at; {supported_sizes(model)}")
@@ -159,9 +182,8 @@ def _frames(model: JointModel, duration: str) -> int:
     try:
         return model.spec.duration_preset(duration).frames
     except KeyError:
-        names = ", ".join(p.name for p in model.spec.durations)
-        raise InputValueError(f"duration={duration!r} is beyond what model {model.name} "
-                              f"supports; expected one of: {names}, or {MODEL_DURATION} (= "
+        raise InputValueError(f"duration={duration!r} is not a duration of model {model.name}; "
+                              f"expected one of: {duration_rule(model.spec)}, or {MODEL_DURATION} (= "
                               f"{model.spec.durations[0].name})") from None
 
 
@@ -233,6 +255,13 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
 
 # --------------------------------------------------------------------------------------------- sampling
 
+def checked_steps(steps) -> int:
+    """The number of sampling steps, refused unless a whole number of at least 1 (0 is not "the default")."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise InputValueError(f"steps={steps!r}: expected a whole number >= 1")
+    return steps
+
+
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
            skip_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
@@ -245,8 +274,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     """
     if skip_layer in ("default", MODEL_SKIP_LAYER):
         skip_layer = model.spec.default_skip_layer
-    if not isinstance(steps, int) or steps < 1:
-        raise InputValueError(f"steps={steps!r}: expected an integer >= 1")
+    checked_steps(steps)
     layers = model.dit.config.num_layers
     if skip_layer is not None and not (isinstance(skip_layer, int) and 0 <= skip_layer < layers):
         raise InputValueError(f"skip_layer={skip_layer!r} is beyond model {model.name}'s {layers} layers; expected "

@@ -50,7 +50,8 @@ def default_configs() -> dict:
     z = DEFAULT_SPEC.video_latent_channels
     # Patch 1x2x2 over the 8x8 latent (16 tokens a frame, as Ovi's 2x2 patch): at 4x4 a whole frame was four
     # tokens, and a small subject's colour and place had to survive being averaged over a quarter of it.
-    video = TowerConfig(patch_size=(1, 2, 2), in_dim=z, out_dim=z, dim=128, ffn_dim=256, num_heads=4, num_layers=4,
+    patch = DEFAULT_SPEC.spatial_patch
+    video = TowerConfig(patch_size=(1, patch, patch), in_dim=z, out_dim=z, dim=128, ffn_dim=256, num_heads=4, num_layers=4,
                         text_len=text.max_tokens, text_dim=text.text_dim)
     audio = TowerConfig(patch_size=(1,), in_dim=20, out_dim=20, dim=128, ffn_dim=256, num_heads=4, num_layers=4,
                         text_len=text.max_tokens, text_dim=text.text_dim, temporal_rope_scaling_factor=audio_rope)

@@ -59,6 +59,7 @@ class GeneratedClip:
     prompt: str
     model_name: str
     provenance: dict
+    notes: tuple[str, ...] = ()  # what the text encoder could not read of the prompt (JointConditioning.notes)
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -76,10 +77,13 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 
 def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
+    if req.steps is not None:
+        api.checked_steps(req.steps)  # before any loading; None (not 0) means the model's own
     model = api.load_joint_model(req.model, weight_dtype=req.weight_dtype, attention_backend=req.attention_backend,
                                  device=req.device)
     decoders = api.load_decoders(req.video_vae, req.audio_vae, req.vocoder, model=model, device=req.device)
     spec = model.spec
+    steps = spec.default_steps if req.steps is None else req.steps
     conditioning = api.encode_prompt(model, req.prompt, list(req.speech), req.audio_description,
                                      req.video_negative, req.audio_negative)
     duration = req.duration or spec.durations[0].name
@@ -93,14 +97,14 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
         guidance = reference_guidance_choice(req.cameo_reference_guidance, "cameo_reference_guidance")
         latent = apply_cameo(model, decoders, latent, profile, mode=req.cameo_mode, consent_check=consent_check_for(),
                              reference_guidance=guidance)
-    latent = api.sample(model, conditioning, latent, seed=req.seed, steps=req.steps or spec.default_steps,
-                        solver=req.solver, shift=req.shift, video_guidance=req.video_guidance,
-                        audio_guidance=req.audio_guidance, skip_layer=req.skip_layer, progress=progress)
+    latent = api.sample(model, conditioning, latent, seed=req.seed, steps=steps, solver=req.solver, shift=req.shift,
+                        video_guidance=req.video_guidance, audio_guidance=req.audio_guidance,
+                        skip_layer=req.skip_layer, progress=progress)
     frames = api.decode_video(decoders, latent)
     audio = api.decode_audio(decoders, latent, sample_rate=req.sample_rate, channels=2)
     provenance = dict(latent.provenance, **cameo_provenance(latent), duration=duration, image=req.image)
     return GeneratedClip(frames=frames, audio=audio, fps=latent.fps, prompt=conditioning.prompt, model_name=model.name,
-                         provenance=provenance)
+                         provenance=provenance, notes=conditioning.notes)
 
 
 def clip_id_for(provenance: dict) -> int:

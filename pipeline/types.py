@@ -33,6 +33,7 @@ class ModelSpec:
     audio_latent_channels: int = 20
     vae_time_factor: int = 4
     vae_space_factor: int = 16
+    spatial_patch: int = 2  # the DiT's patch over the latent's height and width (2x2 in Ovi and the default)
     audio_sample_rate: int = 16000
     audio_samples_per_latent: int = 512
     target_area: int | None = None  # pixels; None = any size that divides
@@ -53,6 +54,11 @@ class ModelSpec:
         if self.target_area:
             return int(self.target_area * 1.1)
         return max(h * w for h, w in self.resolutions)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame height and width must divide by this: the VAE's spatial factor times the DiT's patch."""
+        return self.vae_space_factor * self.spatial_patch
 
     def duration_preset(self, name: str) -> DurationPreset:
         for preset in self.durations:
@@ -97,6 +103,9 @@ class JointConditioning:
     prompt: str
     video_negative_prompt: str
     audio_negative_prompt: str
+    # What the model's own text encoder cannot read of the prompt (unknown words, ignored fields), one line each;
+    # empty for encoders that read any text (umT5). The CLI prints them, the node shows them.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass

@@ -125,6 +125,22 @@ def _format(path: Path) -> str:
     return FORMATS[suffix]
 
 
+def _require_readable(path: Path, mime: str) -> None:
+    """Refuse a file that is not a readable file of its type (a random file named .mp4), so it is reported as
+    what it is rather than as a damaged manifest or an untrusted signer."""
+    kind = {"video/mp4": "MP4", "video/quicktime": "MOV", "audio/wav": "WAV", "audio/flac": "FLAC"}[mime]
+    wanted = "video" if mime in VIDEO_MIME else "audio"
+    try:
+        with av.open(str(path)) as container:
+            found = [s.type for s in container.streams]
+    except av.error.FFmpegError as e:
+        raise InputValueError(f"verify {path}: not a readable {kind} file ({e.strerror or e}); "
+                              f"nothing to verify") from None
+    if wanted not in found:
+        raise InputValueError(f"verify {path}: not a readable {kind} file (no {wanted} stream; found "
+                              f"{', '.join(found) or 'none'}); nothing to verify")
+
+
 def _read_manifest(path: Path, mime: str, anchors: str, report: VerifyReport) -> None:
     import c2pa
 
@@ -220,12 +236,13 @@ def verify_file(path: str | os.PathLike, *, trust_anchors: tuple[str, ...] | lis
     `revocation` (the person's record, a ConsentRecord from `revocation_source`; default: the newest this
     machine has seen), and whether the usage log (`usage_log`, default this machine's) still holds its use; a
     log cut below the clip's record, or a clip made after a revocation, makes it not valid.
-    Raises InputValueError only when the file is missing or of an unsupported type.
+    Raises InputValueError only when the file is missing, of an unsupported type or not readable as its type.
     """
     path = Path(path)
     if not path.is_file():
         raise InputValueError(f"verify: {path} does not exist or is not a file")
     mime = _format(path)
+    _require_readable(path, mime)
     report = VerifyReport(path=str(path), format=mime)
     anchors = list(trust_anchors)
     try:

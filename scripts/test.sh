@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: makes .venv if needed, installs the package and test tools, then runs the
-# unit, parity and integration tiers in one pytest run. A tier that cannot run says why in the summary (-rs).
+# unit, quality, parity and integration tiers in one pytest run. A tier that cannot run says why in the summary (-rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh

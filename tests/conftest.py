@@ -46,6 +46,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.parity)
         if "integration" in parts:
             item.add_marker(pytest.mark.integration)
+        if "quality" in parts:
+            item.add_marker(pytest.mark.quality)
 
 
 def pytest_report_header(config):

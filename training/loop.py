@@ -100,10 +100,12 @@ def checkpoint_path(workdir: Path, name: str) -> Path:
 
 def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: Path,
           resume: bool = True, show_progress: bool = True,
-          batch_fn: Callable[[int], object] | None = None) -> tuple[LoopState, torch.nn.Module | None]:
+          batch_fn: Callable[[int], object] | None = None,
+          clock: Callable[[], float] = time.monotonic) -> tuple[LoopState, torch.nn.Module | None]:
     """Run `step_fn(step) -> {"loss": tensor, **floats}` (or `step_fn(step, batch_fn(step))` when a batch_fn is
     given) from the last checkpoint (when `resume`) until `steps` or the time cap. Returns the state and the
-    EMA model (None without EMA). Checkpoints every few minutes and at the end."""
+    EMA model (None without EMA). Checkpoints every few minutes and at the end. `clock()` gives seconds: the
+    time cap, the planned schedule, the curve's seconds and checkpoint spacing all read it (tests pass a fake)."""
     if cfg.steps is None and cfg.minutes is None:
         raise ValueError(f"{cfg.name}: steps=None plans the schedule from a time cap; give minutes too")
     workdir = Path(workdir)
@@ -134,7 +136,7 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
                     "window": state.window}, tmp)
         os.replace(tmp, path)
 
-    started = time.monotonic()
+    started = clock()
     last_save = started
     bar = tqdm(total=state.planned, initial=state.step, desc=cfg.name, disable=not show_progress, mininterval=5)
     model.train()
@@ -143,18 +145,18 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
     batches = _batches(cfg, batch_fn, state.step, end)
     timed_from = None
     while state.step < end:
-        if cfg.minutes is not None and time.monotonic() - started >= 60 * cfg.minutes:
+        if cfg.minutes is not None and clock() - started >= 60 * cfg.minutes:
             break
         if state.planned is None and state.step >= cfg.plan_after:
             if timed_from is None:  # the first steps (worker start-up, kernel selection) are not timed
-                timed_from = (state.step, time.monotonic())
+                timed_from = (state.step, clock())
             elif state.step - timed_from[0] >= cfg.plan_after:
-                per_step = (time.monotonic() - timed_from[1]) / (state.step - timed_from[0])
-                left = cfg.minutes - (time.monotonic() - started) / 60
+                per_step = (clock() - timed_from[1]) / (state.step - timed_from[0])
+                left = cfg.minutes - (clock() - started) / 60
                 state.planned = state.step + steps_that_fit(left, per_step)
                 end = state.planned if cfg.stop_at is None else min(state.planned, cfg.stop_at)
                 bar.total = state.planned
-        t0 = time.monotonic()
+        t0 = clock()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.step, state.planned)
         batch = next(batches)
@@ -167,7 +169,7 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
         if ema is not None:
             _update_ema(ema, model.state_dict(), min(cfg.ema_decay, (1 + state.step) / (10 + state.step)))
         state.step += 1
-        state.seconds += time.monotonic() - t0
+        state.seconds += clock() - t0
         window = state.window
         for k, v in out.items():
             window.setdefault(k, []).append(float(v.detach()) if torch.is_tensor(v) else float(v))
@@ -178,9 +180,9 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
             bar.set_postfix(loss=f"{row['loss']:.4f}")
             state.window = {}
         bar.update(1)
-        if time.monotonic() - last_save >= cfg.checkpoint_every_s:
+        if clock() - last_save >= cfg.checkpoint_every_s:
             save()
-            last_save = time.monotonic()
+            last_save = clock()
     bar.close()
     save()
     model.eval()

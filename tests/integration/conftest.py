@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from .comfy_server import ComfyServer, find_comfyui
+from .dependencies import importable_modules, install_missing, installed_packages, module_of, plan, read_requirements
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-JointAV"
 EXAMPLE_IMAGE = "example.png"  # the name core ComfyUI ships in input/, which the image workflow loads
 WRONG_KIND = "not_a_dit.safetensors"  # a valid safetensors file of another model, in diffusion_models
-DEPENDENCY_IMPORTS = ["numpy", "safetensors", "av", "soundfile", "soxr", "tqdm", "cryptography", "c2pa", "cv2"]
 
 
 def _write_png(path: Path, width: int = 96, height: int = 80) -> None:
@@ -44,15 +44,43 @@ def _write_wrong_kind(path: Path) -> None:
     save_file({"conv_in.weight": torch.zeros(8, 3, 3, 3), "conv_in.bias": torch.zeros(8)}, str(path))
 
 
-def _ensure_dependencies(python: Path) -> None:
-    """The pack's runtime deps in ComfyUI's python, installed from requirements.txt the way Manager would."""
-    check = [str(python), "-c", "import " + ", ".join(DEPENDENCY_IMPORTS)]
-    if subprocess.run(check, capture_output=True).returncode == 0:
+def _say(config, line: str) -> None:
+    """A line in the test output itself (not captured), so a run's log tells what was done to ComfyUI's python."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if capture is None or reporter is None:
+        print(line)
         return
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REPO / "requirements.txt")],
-                             capture_output=True, text=True)
-    if install.returncode != 0 or subprocess.run(check, capture_output=True).returncode != 0:
-        pytest.fail(f"could not install the pack's requirements into {python}:\n{install.stdout}\n{install.stderr}")
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
+def _ensure_dependencies(python: Path, say) -> None:
+    """The pack's runtime requirements in ComfyUI's python: the missing ones installed, nothing else touched
+    (see dependencies.py); what is done is said in the test output."""
+    requirements = read_requirements(REPO / "requirements.txt")
+    before = installed_packages(python)
+    the_plan = plan(requirements, before, importable_modules(python, [module_of(r) for r in requirements]))
+    for req, version in the_plan.unsatisfied:
+        say(f"integration: {python} has {req.name} {version}, not {req}; left as it is (never up- or downgraded)")
+    if not the_plan.missing:
+        say(f"integration: {python} has every requirement of requirements.txt; nothing installed")
+        return
+    names = ", ".join(str(r) for r in the_plan.missing)
+    say(f"integration: installing into {python} the requirements it lacks: {names} "
+        f"(its {len(before)} installed packages pinned to their versions)")
+    install = install_missing(python, the_plan)
+    if install.returncode != 0:
+        pytest.fail(f"could not install {names} into {python} without changing its installed packages:\n"
+                    f"{install.stdout}\n{install.stderr}")
+    after = installed_packages(python)
+    changed = {name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version}
+    if changed:
+        pytest.fail(f"installing {names} changed packages already in {python}: {changed}")
+    modules = [module_of(r) for r in requirements]
+    check = [str(python), "-c", "import " + ", ".join(modules)]
+    if subprocess.run(check, capture_output=True).returncode != 0:
+        pytest.fail(f"after installing {names}, {python} still cannot import {', '.join(modules)}")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +89,7 @@ def comfy(tmp_path_factory, request):
     if isinstance(found, str):
         pytest.skip(f"INTEGRATION TIER NOT RUN: {found}")
     root, python = found
-    _ensure_dependencies(python)
+    _ensure_dependencies(python, say=lambda line: _say(request.config, line))
     base = tmp_path_factory.mktemp("comfy_base")
     (base / "custom_nodes").mkdir()
     (base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)

@@ -87,6 +87,19 @@ def test_speech_lines_reach_the_model_in_its_markup(comfy, default_spec):
     assert speech_lines_in(text) == ["la la", "la"]
 
 
+def test_encode_prompt_shows_the_words_the_default_model_ignores(comfy):
+    fields = {"video_prompt": "a purple dragon sings opera in the rain", "speech_lines": "hello there",
+              "audio_description": "low thuds, room tone"}
+    prompt = variant(api_workflow("jointav_default_text_to_av"), seed=33, prefix="it_vocab/clip",
+                     JointAVEncodePrompt=fields)
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success"
+    text = entry["outputs"][node_id_of(prompt, "JointAVEncodePrompt")]["text"]
+    notes = "\n".join(text[1:])
+    assert all(word in notes for word in ("dragon", "sings", "opera", "rain", "room")), text
+    assert "speech line 'hello there' is ignored" in notes and "the words this model knows" in notes
+
+
 def test_split_latent_hands_the_video_half_to_core_nodes(comfy, default_spec):
     """The video latent leaves as a core LATENT: core Save Latent writes it with the Wan2.2 layout."""
     from safetensors.torch import load_file

@@ -1,11 +1,14 @@
 """The README's first command: an MP4 with one H.264 and one AAC stream of the requested duration, and a WAV."""
 
+import numpy as np
+import pytest
 import soundfile as sf
 
-import numpy as np
-
 from jointav.audio.mp4 import probe_mp4, read_mp4
-from jointav.cli import main
+from jointav.cli import build_parser, main
+from jointav.errors import InputValueError
+from jointav.pipeline import api
+from jointav.pipeline.generate import GenerationRequest, generate
 from jointav.provenance import verify_file
 
 
@@ -48,3 +51,72 @@ def test_generate_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert rc == 2
     assert "height=70" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_steps_zero_is_refused_not_read_as_the_default(tmp_path, capsys):
+    out = tmp_path / "z.mp4"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--prompt", "a red ball bounces", "--steps", "0", "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--steps" in err and "'0'" in err and ">= 1" in err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(InputValueError, match=r"steps=0: expected a whole number >= 1"):
+        generate(GenerationRequest(prompt="a red ball bounces", steps=0))
+
+
+def _help_of(option: str) -> str:
+    parser = build_parser()
+    generate_parser = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("generate"))
+    action = next(a for a in generate_parser._actions if option in a.option_strings)
+    return action.help
+
+
+def test_size_help_states_the_step_the_loaded_model_enforces(capsys):
+    model = api.load_joint_model(device="cpu")
+    step = api.spatial_multiple(model)
+    assert f"{step} for the embedded model" in _help_of("--size")
+    api.empty_latent(model, "1s", 80, 48)  # 80x48: multiples of 16, so accepted, as the help says
+    with pytest.raises(InputValueError) as refused:
+        api.empty_latent(model, "1s", 65, 65)
+    assert api.size_rule(step) in str(refused.value) and "height=65" in str(refused.value)
+    with pytest.raises(SystemExit):
+        main(["generate", "--prompt", "x", "--size", "96by64", "--out", "never.mp4"])
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_the_wrote_line_gives_the_size_as_it_was_asked_for_height_first(tmp_path, capsys):
+    out = tmp_path / "tall.mp4"
+    assert main(["generate", "--prompt", "a red ball bounces", "--size", "96x64", "--steps", "1", "--duration", "1s",
+                 "--out", str(out)]) == 0
+    video = probe_mp4(out)["video"][0]
+    assert (video["height"], video["width"]) == (96, 64)
+    assert "96x64 (height x width)" in capsys.readouterr().out
+
+
+def test_an_unknown_duration_is_named_as_such_with_the_models_durations(tmp_path, capsys):
+    rc = main(["generate", "--prompt", "a red ball bounces", "--duration", "banana", "--out", str(tmp_path / "d.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "duration='banana' is not a duration of model" in err and "2s, 1s, 3s" in err
+    assert "beyond" not in err and not list(tmp_path.iterdir())
+
+
+def test_words_and_options_the_default_model_ignores_are_named_on_stderr(tmp_path, capsys):
+    rc = main(["generate", "--prompt", "a purple dragon sings opera in the rain", "--speech", "hello there",
+               "--audio-description", "low thuds, room tone", "--steps", "1", "--duration", "1s",
+               "--out", str(tmp_path / "dragon.mp4")])
+    assert rc == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert any(all(w in line for w in ("dragon", "sings", "opera", "rain")) for line in warnings), err
+    assert any("speech line 'hello there' is ignored" in line for line in warnings), err
+    assert any("audio description" in line and "room" in line for line in warnings), err
+    assert any("the words this model knows" in line and "bounces" in line for line in warnings), err
+
+
+def test_vocabulary_command_lists_what_the_default_model_reads(capsys):
+    assert main(["vocabulary"]) == 0
+    listed = set(capsys.readouterr().out.split())
+    known = api.vocabulary(api.load_joint_model(device="cpu"))
+    assert set(known) <= listed and "dragon" not in listed
+    assert "jointav vocabulary" in _help_of("--prompt")

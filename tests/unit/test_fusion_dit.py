@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 import torch
@@ -208,13 +207,10 @@ def test_meta_build_then_assign_load_gives_the_same_model(model):
 
 
 def test_real_size_builds_on_meta_with_the_reference_keys_and_ovi_size():
-    start = time.perf_counter()
+    # (how long the build takes is a figure of `jointav bench build`, not a test)
     model = FusionDiT(FusionConfig.ovi(), device="meta", dtype=torch.bfloat16)
-    elapsed = time.perf_counter() - start
     state = model.state_dict()
     count = sum(p.numel() for p in model.parameters())
-    print(f"Ovi-size FusionDiT: {count:,} parameters, {len(state)} tensors, built on meta in {elapsed:.2f}s")
-    assert elapsed < 10
     assert 10.5e9 < count < 12.5e9  # Ovi is an ~11B model (two ~5B towers + fusion projections)
     assert not list(model.buffers())  # RoPE tables are not state
     # Layout of the real checkpoint (ovi/configs/model/dit/{video,audio}.json).

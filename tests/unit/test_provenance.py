@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from jointav.audio.mp4 import read_mp4, write_mp4
 from jointav.cli import main
+from jointav.errors import InputValueError
 from jointav.provenance import (
     ProvenanceInfo,
     embed_watermark,
@@ -171,3 +172,14 @@ def test_unsupported_files_are_an_error_not_a_verdict(prov_dir, tmp_path, capsys
     assert main(["verify", str(path)]) == 2
     assert main(["verify", str(tmp_path / "missing.mp4")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_random_file_named_mp4_is_said_to_be_no_mp4(prov_dir, tmp_path, capsys):
+    path = tmp_path / "random.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    assert main(["verify", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "not a readable MP4" in captured.err
+    assert "trust-anchor" not in captured.out + captured.err and "altered" not in captured.out + captured.err
+    with pytest.raises(InputValueError, match="not a readable MP4"):
+        verify_file(path)

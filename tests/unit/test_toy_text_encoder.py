@@ -79,3 +79,24 @@ def test_bad_configs_are_refused():
         ToyTextEncoderConfig(width=30, heads=4)
     with pytest.raises(InputValueError, match="vocab"):
         ToyTextEncoderConfig(vocab=("a", "b"))
+
+
+def test_prompt_notes_name_every_word_and_field_the_encoder_cannot_read():
+    enc = ToyTextEncoder(SMALL)
+    prompt = "a purple dragon sings opera in the rain"
+    notes = enc.prompt_notes(prompt, ["hello there"], "low thuds, room tone", prompt)
+    text = "\n".join(notes)
+    assert "video prompt" in notes[0] and all(w in notes[0] for w in ("dragon", "sings", "opera", "rain"))
+    assert "purple" not in notes[0].split(":")[-1]  # known words are not reported
+    assert "speech line 'hello there' is ignored" in text
+    assert "audio description" in text and "room" in text and "thuds" not in notes[2].split(":")[-1]
+    assert notes[-1].startswith("the words this model knows:") and " la" in notes[-1] and "bounces" in notes[-1]
+    known = "a red ball bounces twice on the left"
+    assert enc.prompt_notes(known, ["la la"], "low thuds", known) == []
+
+
+def test_prompt_notes_say_which_words_the_token_limit_cuts():
+    enc = ToyTextEncoder(SMALL)  # 16 tokens: 15 words and the end token
+    prompt = " ".join(["red"] * 15 + ["ball", "bounces"])
+    notes = enc.prompt_notes(prompt, [], "", prompt)
+    assert any("longer than 15 words" in n and n.endswith("ball bounces") for n in notes)

@@ -93,23 +93,59 @@ def test_batches_built_in_worker_processes_train_the_same_weights_as_inline(tmp_
     _assert_same_run(_saved(inline, "audio_vae"), _saved(workers, "audio_vae"))
 
 
-def test_a_time_capped_run_plans_its_schedule_from_its_measured_speed(tmp_path):
-    import time
+class FakeClock:
+    """Seconds that pass only when a step says so: the loop's time arithmetic without the machine's speed.
+    The tests use binary fractions of a second, so the sums are exact."""
 
-    from jointav.training.loop import LoopConfig, learning_rate, train
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+TICK = 1 / 64  # seconds per step of the fake machine
+CAP_MINUTES = 1 / 16  # 3.75 s
+
+
+def _timed_run(workdir, seconds_per_step, slow_after=None):
+    from jointav.training.loop import LoopConfig, train
 
     model = torch.nn.Linear(2, 1)
+    clock = FakeClock()
 
     def step(k):
-        time.sleep(0.01)
+        clock.now += seconds_per_step if slow_after is None or k < slow_after else 10 * seconds_per_step
         return {"loss": model(torch.ones(1, 2)).square().sum()}
 
-    cfg = LoopConfig("timed", steps=None, lr=1e-2, minutes=0.05, warmup=2, plan_after=5)
-    state, _ = train(cfg, model, step, tmp_path, resume=False, show_progress=False)
-    assert state.planned is not None and 10 < state.planned < 400  # ~3 s at ~10 ms a step, with a margin
-    assert state.step == state.planned, "the planned schedule should end inside the time cap"
+    cfg = LoopConfig("timed", steps=None, lr=1e-2, minutes=CAP_MINUTES, warmup=2, plan_after=5)
+    state, _ = train(cfg, model, step, workdir, resume=False, show_progress=False, clock=clock)
+    return cfg, state
+
+
+def test_a_time_capped_run_plans_its_schedule_from_its_measured_speed(tmp_path):
+    from jointav.training.loop import learning_rate
+
+    cfg, state = _timed_run(tmp_path, seconds_per_step=TICK)
+    # Steps 5-9 are timed (the first 5 are not) at 1/64 s; 10/64 s of the 3.75 s cap is spent by then, and 95%
+    # of the 230 steps' worth left is 218 more steps.
+    assert state.planned == 10 + 218
+    assert state.step == state.planned, "the planned schedule ends inside the time cap"
+    assert state.curve[-1]["step"] == state.planned and state.curve[-1]["seconds"] == round(228 * TICK, 1)
     assert learning_rate(cfg, state.planned, state.planned) == pytest.approx(1e-2 * cfg.final_lr_fraction)
     assert _saved(tmp_path, "timed")["planned"] == state.planned  # a resumed run keeps the same schedule
+
+
+def test_a_slower_machine_plans_proportionally_fewer_steps(tmp_path):
+    _, state = _timed_run(tmp_path, seconds_per_step=2 * TICK)
+    assert state.planned == 10 + 104  # 20/64 s spent by step 10; 95% of the 110 steps' worth left
+    assert state.step == state.planned
+
+
+def test_the_time_cap_ends_a_run_that_slows_down_after_planning(tmp_path):
+    _, state = _timed_run(tmp_path, seconds_per_step=TICK, slow_after=100)
+    # 100 steps take 100/64 s; each later one 10/64 s, so the 3.75 s cap is reached 14 steps later.
+    assert state.planned == 228 and state.step == 114
 
 
 def test_an_adopted_bundle_is_where_fine_tuning_starts(tmp_path):

@@ -1,3 +1,6 @@
+from fractions import Fraction
+
+import av
 import numpy as np
 import pytest
 import torch
@@ -37,7 +40,14 @@ def _natural(t, h, w, seed):
 
 
 def _reencode(frames, fps, crf, path):
-    write_mp4(path, frames, fps, crf=crf)
+    """Somebody else's H.264 re-encode: libx264 with its own defaults (not the pack's writer settings)."""
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
     return read_mp4(path)[0]
 
 
