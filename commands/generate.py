@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--sample-rate", type=int, default=44100, choices=[16000, 44100, 48000])
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--weight-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "fp8_e4m3fn"])
+    p.add_argument("--offload", default="none",
+                   help="none, cpu (stream every DiT block from RAM) or 'blocks N' (stream the last N blocks)")
     p.add_argument("--attention", default="auto", help="attention backend: auto, sdpa, math, xformers, flash, sage")
     p.add_argument("--cameo", metavar="PROFILE_DIR",
                    help="a cameo profile folder ('jointav cameo create'); its consent record must grant this "
@@ -69,7 +71,8 @@ def run(args) -> int:
         duration=args.duration, height=height, width=width, steps=args.steps, solver=args.solver, shift=args.shift,
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
-        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, cameo=args.cameo,
+        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, offload=args.offload,
+        cameo=args.cameo,
         cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
     start = time.perf_counter()
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)

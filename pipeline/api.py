@@ -6,6 +6,7 @@ value expected, so the node layer only has to prefix the node's name.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from ..errors import CheckpointFileError, GenerationInterrupted, InputShapeError
 from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
 from ..model_loader.dit import load_fusion_dit
 from ..model_loader.wan_vae_files import load_wan_vae
+from ..models.offload import OffloadPolicy, attach_offload, offload_session, parse_offload
 from ..samplers import FirstFrame, PromptContexts, audio_latent_length
 from ..samplers import sample as sample_latents
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
@@ -31,7 +33,8 @@ log = logging.getLogger(__name__)
 
 WEIGHT_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "fp8_e4m3fn": torch.float8_e4m3fn}
-OFFLOAD_POLICIES = ("none", "cpu")
+# The Load Model node's choices; the library and CLI take any 'blocks N' (models/offload.py).
+OFFLOAD_POLICIES = ("none", "cpu", "blocks 5", "blocks 10", "blocks 15", "blocks 20", "blocks 25")
 MAX_SIDE = 4096
 TextEncodeFn = Callable[[list[str]], list[torch.Tensor]]
 
@@ -53,13 +56,16 @@ def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "aut
                      device=None, offload: str = "none", family: str = "auto") -> JointModel:
     """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model."""
     _choice("weight_dtype", weight_dtype, WEIGHT_DTYPES)
-    _choice("offload", offload, OFFLOAD_POLICIES)
+    policy = parse_offload(offload)
+    offload = str(policy)
     device = _device(device)
-    home = torch.device("cpu") if offload == "cpu" else device
+    home = torch.device("cpu") if policy.mode != "none" else device
     if path is None or (Path(path).is_file() and is_bundle(path)):
         parts = default_parts() if path is None else load_bundle(path)
-        dit = parts.dit.to(home)
+        # The embedded model is cached per process and shared: block swap rewires its copy, never the shared one.
+        dit = parts.dit.to(home) if policy.mode == "none" else copy.deepcopy(parts.dit).to(home)
         dit.attention_backend = _backend(attention_backend, device)
+        _attach_offload(dit, policy, device)
         return JointModel(dit=dit, spec=DEFAULT_SPEC, name=parts.name, source=str(path or "embedded"),
                           text_encoder=parts.text_encoder, device=device, offload=offload)
     path = Path(path)
@@ -69,7 +75,14 @@ def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "aut
     compute = torch.float32 if device.type == "cpu" or weight_dtype == "fp32" else torch.bfloat16
     dit = load_fusion_dit(path, device=home, compute_dtype=compute, weight_dtype=WEIGHT_DTYPES[weight_dtype],
                           attention_backend=attention_backend)
+    _attach_offload(dit, policy, device)
     return JointModel(dit=dit, spec=spec, name=path.name, source=str(path), device=device, offload=offload)
+
+
+def _attach_offload(dit: torch.nn.Module, policy: OffloadPolicy, device: torch.device) -> None:
+    """Block swap between CPU RAM and `device` (weights stay in RAM; blocks stream in while sampling)."""
+    if policy.mode != "none":
+        attach_offload(dit, policy, compute=device, storage="cpu")
 
 
 def _backend(name: str, device: torch.device) -> str:
@@ -219,9 +232,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                               f"layers; expected 0 (off) to {model.dit.config.num_layers - 1}")
     dit, device = model.dit, model.device
     dtype = dit.compute_dtype
-    if model.offload == "cpu":
-        dit.to(device)
-    try:
+    with offload_session(dit):
         positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
         negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
                                   audio=conditioning.audio_negative[None].to(device, dtype))
@@ -231,9 +242,6 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
             conditioning=latent.conditionings or None, seed=seed,
             audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
             progress=progress, cancel=cancel)
-    finally:
-        if model.offload == "cpu":
-            dit.to("cpu")
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
     provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
