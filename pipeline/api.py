@@ -24,6 +24,7 @@ from ..model_loader.wan_vae_files import load_wan_vae
 from ..models.offload import OffloadPolicy, attach_offload, offload_session, parse_offload
 from ..samplers import FirstFrame, PromptContexts, audio_latent_length
 from ..samplers import sample as sample_latents
+from ..samplers.step_cache import StepCache
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
 from .default_model import default_parts, is_bundle, load_bundle
 from .specs import DEFAULT_SPEC, spec_for_file
@@ -217,8 +218,12 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
 
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
-           slg_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
+           slg_layer: int | str | None = "default", progress=None, cancel=None,
+           step_cache: StepCache | None = None) -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
+
+    step_cache: skip passes whose step changes little (samplers/step_cache.py; off when None). Its
+    settings and how many passes it skipped go into the provenance.
 
     slg_layer: the block skipped in the negative pass; "default" takes the model family's (11 for Ovi),
     None or 0 turns skip-layer guidance off.
@@ -241,13 +246,16 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
             shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=slg_layer,
             conditioning=latent.conditionings or None, seed=seed,
             audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
-            progress=progress, cancel=cancel)
+            progress=progress, cancel=cancel, step_cache=step_cache)
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
     provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
                               "audio_guidance": audio_guidance, "skip_layer": slg_layer,
                               "video_negative": conditioning.video_negative_prompt,
                               "audio_negative": conditioning.audio_negative_prompt}}
+    if step_cache is not None:
+        provenance["sampler"]["step_cache"] = {"threshold": step_cache.threshold, "skipped": step_cache.skipped,
+                                               "computed": step_cache.computed}
     return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,
