@@ -337,7 +337,7 @@ def run_check(dry_run: bool, out: Path, budget_s: float, steps_full: int | None 
                 seconds = time.perf_counter() - start
             note = f"{steps_full} steps end to end"
             if cache is not None:
-                note += f"; step cache skipped {cache.skipped} of {2 * steps_full} passes"
+                note += f"; step cache reused outputs for {cache.skipped} of {2 * steps_full} passes"
             report.add(item=label, clip=short.name, backend=backend, dtype=dtype, compile="no",
                        s_per_step=seconds / steps_full, clip_s=seconds, note=note, **row)
         return measure
