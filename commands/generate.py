@@ -58,10 +58,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import torch
     from tqdm import tqdm
 
     from ..errors import JointAVError
+    from ..models.sequence_parallel import init_from_environment
     from ..pipeline.generate import GenerationRequest, generate, write_clip
+
+    # under `torchrun --nproc-per-node N` every process samples its share of the tokens; rank 0 writes the clip
+    rank, world = init_from_environment()
+    device = args.device
+    if world > 1 and device is None and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"
 
     height, width = args.size if args.size else (None, None)
     req = GenerationRequest(
@@ -71,11 +79,10 @@ def run(args) -> int:
         duration=args.duration, height=height, width=width, steps=args.steps, solver=args.solver, shift=args.shift,
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
-        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, offload=args.offload,
-        cameo=args.cameo,
-        cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
+        device=device, weight_dtype=args.weight_dtype, attention_backend=args.attention, offload=args.offload,
+        cameo=args.cameo, cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
     start = time.perf_counter()
-    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=rank != 0)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -83,6 +90,9 @@ def run(args) -> int:
 
     try:
         clip = generate(req, progress=progress)
+        if rank != 0:  # the other processes of a torchrun launch hold the same clip
+            bar.close()
+            return 0
         mp4, wav = write_clip(clip, args.out)
     except JointAVError as e:
         bar.close()

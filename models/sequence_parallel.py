@@ -123,6 +123,32 @@ def sequence_parallel(model: nn.Module, group=None) -> Iterator[nn.Module]:
             delattr(tower, attr)  # back to the class's method
 
 
+def split_over_processes(model: nn.Module):
+    """`sequence_parallel(model)` when this process is one of several in an initialised process group (a
+    `torchrun --nproc-per-node N` launch), else a no-op context: the single-process path is unchanged."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return sequence_parallel(model)
+    return contextlib.nullcontext(model)
+
+
+def init_from_environment() -> tuple[int, int]:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT in the
+    environment): NCCL with one GPU per process when there are enough GPUs, else gloo. Returns (rank, world
+    size); (0, 1) without torchrun."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        use_cuda = torch.cuda.is_available() and torch.cuda.device_count() > local
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def _tokens(tower, items) -> int:
     """The longest sample's clip token count (what the tower's own seq_len check needs)."""
     cfg = tower.cfg

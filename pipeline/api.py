@@ -22,6 +22,7 @@ from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
 from ..model_loader.dit import load_fusion_dit
 from ..model_loader.wan_vae_files import load_wan_vae
 from ..models.offload import OffloadPolicy, attach_offload, offload_session, parse_offload
+from ..models.sequence_parallel import split_over_processes
 from ..samplers import FirstFrame, PromptContexts, audio_latent_length
 from ..samplers import sample as sample_latents
 from ..samplers.step_cache import StepCache
@@ -237,7 +238,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                               f"layers; expected 0 (off) to {model.dit.config.num_layers - 1}")
     dit, device = model.dit, model.device
     dtype = dit.compute_dtype
-    with offload_session(dit):
+    with offload_session(dit), split_over_processes(dit):
         positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
         negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
                                   audio=conditioning.audio_negative[None].to(device, dtype))
