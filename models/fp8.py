@@ -37,9 +37,13 @@ def fp8_matmul_available(device: torch.device | str) -> bool:
 
 
 def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x `[R, K]` -> (e4m3 `[R, K]`, float32 scale `[R, 1]`) with x ≈ q · scale, each row using the e4m3 range."""
+    """x `[R, K]` -> (e4m3 `[R, K]`, float32 scale `[R, 1]`) with x ≈ q · scale, each row using the e4m3 range.
+
+    A bf16/fp16 x is divided in its own dtype (8+ mantissa bits before rounding to e4m3's 3): no float32
+    copy of an activation that can be gigabytes at 55k tokens."""
     scale = x.abs().amax(dim=1, keepdim=True).float().clamp(min=1e-12) / E4M3_MAX
-    q = (x.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    work = x if x.dtype in (torch.bfloat16, torch.float16) else x.float()
+    q = (work / scale.to(work.dtype)).clamp_(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
     return q, scale
 
 
@@ -95,9 +99,9 @@ class FP8Linear(nn.Module):
         out_dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
         one = torch.ones((), device=x.device, dtype=torch.float32)
         y = torch._scaled_mm(a, b.t(), scale_a=one, scale_b=one, out_dtype=out_dtype)[:m, :n]
-        y = y.to(x.dtype) * x_scale.to(x.dtype) * self.weight_scale.to(x.dtype)
+        y = y.to(x.dtype).mul_(x_scale.to(x.dtype)).mul_(self.weight_scale.to(x.dtype))
         if self.bias is not None:
-            y = y + self.bias.to(x.dtype)
+            y = y.add_(self.bias.to(x.dtype))
         return y.reshape(*lead, n)
 
 

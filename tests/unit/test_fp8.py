@@ -2,7 +2,7 @@
 
 Stated tolerance on the Ovi fixture's inputs (relative L2 error of each tower's output against the same
 model with bf16 weights computing in bf16): fp8 weights with bf16 matmuls <= 0.05 (measured 0.023-0.042),
-fp8 matmuls (inputs quantised per token too) <= 0.08 (measured 0.031-0.060).
+fp8 matmuls (inputs quantised per token too) <= 0.08 (measured 0.027-0.061).
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ def test_scaled_mm_path_is_the_product_of_the_quantised_operands():
     linear = nn.Linear(40, 24)  # sizes not multiples of 16: padded for _scaled_mm
     x = torch.randn(5, 7, 40, dtype=torch.bfloat16)
     q = FP8Linear.from_linear(linear, compute="scaled_mm")
-    rows = x.reshape(-1, 40).float()
-    x_scale = rows.abs().amax(dim=1, keepdim=True) / E4M3_MAX
-    xq = (rows / x_scale).to(torch.float8_e4m3fn).float() * x_scale
+    rows = x.reshape(-1, 40)
+    x_scale = rows.abs().amax(dim=1, keepdim=True).float() / E4M3_MAX
+    xq = (rows / x_scale.to(rows.dtype)).to(torch.float8_e4m3fn).float() * x_scale  # per token, in bf16
     expected = xq @ (q.weight.float() * q.weight_scale[:, None]).t() + linear.bias
     got = q(x)
     assert got.shape == (5, 7, 24) and got.dtype == torch.bfloat16
