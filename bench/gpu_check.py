@@ -13,7 +13,9 @@ so a run cut short still leaves its figures):
 5. fp8 (e4m3 weights, fp8 matmuls via torch._scaled_mm): error against bf16, s/step per backend and size,
    compiled on the fastest backend, and a 50-step 5 s run with step caching;
 6. the 5 s and 10 s guided steps under a 24 GB cap (`torch.cuda.set_per_process_memory_fraction`) with
-   every block streamed from pinned CPU memory (block swap, offload 'cpu'), fp8 weights.
+   every block streamed from pinned CPU memory (block swap, offload 'cpu'), fp8 weights, after checking that
+   a streamed forward gives the plain GPU forward's bits (the side-stream copies are correctly ordered);
+7. whatever budget is left: the fp8 guided steps compiled.
 
 `--dry-run` runs the same code on a tiny config on the CPU (compile with the 'eager' backend, no cap),
 which the unit tests run so this script cannot break unseen. Nothing here reads the network.
@@ -403,6 +405,12 @@ def run_check(dry_run: bool, out: Path, budget_s: float, steps_full: int | None 
 
     # 6. under a 24 GB cap with every block streamed (fp8 weights)
     def capped() -> None:
+        # the plain forward on the GPU first: the streamed one must give the same bits (a missed stream wait
+        # or an early reuse of a block's memory would show here)
+        probe = make_inputs(config, short, device, torch.bfloat16)
+        backend = fastest("fp8")
+        with torch.no_grad(), set_backend(backend):
+            plain = [t.float().cpu() for t in model(probe[0], probe[1], 500.0, probe[2], probe[2])]
         model.to("cpu")
         gc.collect()
         if device.type == "cuda":
@@ -414,6 +422,12 @@ def run_check(dry_run: bool, out: Path, budget_s: float, steps_full: int | None 
         swaps.append(swap)
         try:
             with swap.session():
+                with torch.no_grad(), set_backend(backend):
+                    streamed = model(probe[0], probe[1], 500.0, probe[2], probe[2])
+                diff = max(float((a.float().cpu() - b).abs().max()) for a, b in zip(streamed, plain))
+                meta["swap_vs_plain_max_abs"] = diff
+                report.add(item="block swap vs plain forward", clip=short.name, backend=backend, dtype="fp8",
+                           compile="no", note=f"max abs difference {diff:.3e} (expected 0: the same kernels)")
                 for clip in clips:
                     inputs = make_inputs(config, clip, device, torch.bfloat16)
                     row = {}

@@ -23,11 +23,12 @@ def test_dry_run_measures_every_item_and_fails_none(dry_run):
     items = {(r["item"], r.get("dtype")) for r in rows}
     assert items >= {("bf16 vs float32", "bf16"), ("guided step", "bf16"), ("50-step run", "bf16"),
                      ("guided step (compiled)", "bf16"), ("fp8 vs bf16", "fp8"), ("guided step", "fp8"),
-                     ("24 GB cap, offload cpu", "fp8")}
+                     ("24 GB cap, offload cpu", "fp8"), ("block swap vs plain forward", "fp8")}
     clips = {r["clip"] for r in rows if r["item"] == "guided step"}
     assert len(clips) == 2  # the 5 s and the 10 s shape
     assert all(r["s_per_step"] > 0 for r in rows if "s_per_step" in r)
     assert data["meta"]["configs_equal"]  # Ovi 1.0 and 1.1 share the architecture
+    assert data["meta"]["swap_vs_plain_max_abs"] == 0.0  # streamed blocks give the plain forward's bits
     assert (out / "gpu_check.md").read_text() == markdown(data)
 
 
