@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,6 @@ from typing import Callable
 import torch
 
 from ..models.wan_vae import WanVAE, WanVAEConfig
-from ..samplers import audio_latent_length  # Ovi's tie: 31 latent frames <-> 157 audio latents
 
 LENGTHS = (1, 2, 4)
 VIDEO_MODES = ("whole", "chunked", "chunked+out")
@@ -52,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement, JSON in and out
 
 
-def audio_decoder(audio_latent_length: int, device: torch.device, chunk: int | None) -> Callable[[], object]:
+def audio_decoder(latents: int, device: torch.device, chunk: int | None) -> Callable[[], object]:
     """MMAudio VAE decoder + BigVGAN at a small width on a random `[1, L, 20]` latent; returns one timed decode.
 
     `chunk` None decodes in one pass. Chunked, only the VAE's middle attention (at the latent rate) sees the
@@ -64,7 +63,7 @@ def audio_decoder(audio_latent_length: int, device: torch.device, chunk: int | N
     torch.manual_seed(0)
     vae = MMAudioVAE(MMAudioVAEConfig(hidden_dim=64), with_encoder=False).to(device).eval()
     vocoder = BigVGANVocoder(BigVGANConfig(upsample_initial_channel=128)).to(device).eval()
-    latent = torch.randn(1, audio_latent_length, vae.config.embed_dim, device=device)
+    latent = torch.randn(1, latents, vae.config.embed_dim, device=device)
     decode_audio_latent(vae, vocoder, latent[:, :8], chunk_latents=None)  # warm-up, as for video
     return lambda: decode_audio_latent(vae, vocoder, latent, chunk_latents=chunk)
 

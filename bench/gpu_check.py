@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import gc
 import json
-import math
 import platform
 import sys
 import time

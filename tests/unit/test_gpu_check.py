@@ -43,3 +43,14 @@ def test_an_exhausted_budget_skips_items_and_says_so(tmp_path):
     data = run_check(dry_run=True, out=tmp_path, budget_s=0)
     assert data["rows"] and all(r["note"].startswith("skipped:") for r in data["rows"])
     assert "skipped" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_the_shell_command_finds_a_python_and_runs_the_module(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "gpu_check.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out"), "--dry-run", "--budget-s", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "gpu_check.json").read_text())["meta"]["dry_run"] is True
