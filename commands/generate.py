@@ -43,6 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--weight-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "fp8_e4m3fn"])
     p.add_argument("--offload", default="none",
                    help="none, cpu (stream every DiT block from RAM) or 'blocks N' (stream the last N blocks)")
+    p.add_argument("--fp8-compute", action="store_true",
+                   help="fp8 matmuls in the DiT blocks on GPUs that have them (Ada/Hopper+); dequantised bf16 elsewhere")
     p.add_argument("--attention", default="auto", help="attention backend: auto, sdpa, math, xformers, flash, sage")
     p.add_argument("--cameo", metavar="PROFILE_DIR",
                    help="a cameo profile folder ('jointav cameo create'); its consent record must grant this "
@@ -80,7 +82,8 @@ def run(args) -> int:
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
         device=device, weight_dtype=args.weight_dtype, attention_backend=args.attention, offload=args.offload,
-        cameo=args.cameo, cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
+        fp8_compute=args.fp8_compute, cameo=args.cameo, cameo_mode=args.cameo_mode,
+        cameo_reference_guidance=args.cameo_reference_guidance)
     start = time.perf_counter()
     bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=rank != 0)
 

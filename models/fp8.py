@@ -58,11 +58,18 @@ def _pad_to(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
 class FP8Linear(nn.Module):
     """Linear layer with an e4m3 weight `[out, in]`, a per-output-channel scale and an optional bias."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, compute: str = "auto"):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, compute: str = "auto",
+                 stored_scale: torch.Tensor | None = None):
+        """`weight` in any float dtype is quantised per output channel; an e4m3 `weight` with `stored_scale`
+        (a scalar or one per output channel: what an fp8 checkpoint holds) is kept as it is, bit for bit."""
         super().__init__()
         if compute not in FP8_COMPUTE:
             raise InputValueError(f"fp8 compute: got {compute!r}, expected one of {', '.join(FP8_COMPUTE)}")
-        q, scale = _quantize_rows(weight.detach())
+        if stored_scale is not None:
+            q = weight.detach()
+            scale = stored_scale.detach().float().reshape(-1).expand(weight.shape[0]).clone()
+        else:
+            q, scale = _quantize_rows(weight.detach())
         self.weight = nn.Parameter(q, requires_grad=False)
         self.register_buffer("weight_scale", scale.flatten())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -71,7 +78,11 @@ class FP8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute: str = "auto") -> "FP8Linear":
-        cast = getattr(linear, "cast_params", None)  # CastLinear: honours a stored fp8 weight and its scale
+        if linear.weight.dtype == torch.float8_e4m3fn:  # an fp8 file's weight: reuse it, no second rounding
+            scale = getattr(linear, "weight_scale", None)
+            scale = torch.ones((), device=linear.weight.device) if scale is None else scale
+            return cls(linear.weight, linear.bias, compute, stored_scale=scale)
+        cast = getattr(linear, "cast_params", None)  # CastLinear: honours a stored scale
         weight, bias = cast(torch.float32) if cast else (linear.weight.float(), linear.bias)
         return cls(weight, bias, compute)
 

@@ -21,6 +21,7 @@ from ..errors import CheckpointFileError, GenerationInterrupted, InputShapeError
 from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
 from ..model_loader.dit import load_fusion_dit
 from ..model_loader.wan_vae_files import load_wan_vae
+from ..models.fp8 import quantize_blocks_fp8
 from ..models.offload import OffloadPolicy, attach_offload, offload_session, parse_offload
 from ..models.sequence_parallel import split_over_processes
 from ..samplers import FirstFrame, PromptContexts, audio_latent_length
@@ -55,8 +56,14 @@ def _choice(name: str, value: str, options) -> None:
 # --------------------------------------------------------------------------------------------- loading
 
 def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "auto", attention_backend: str = "auto",
-                     device=None, offload: str = "none", family: str = "auto") -> JointModel:
-    """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model."""
+                     device=None, offload: str = "none", family: str = "auto",
+                     fp8_compute: bool = False) -> JointModel:
+    """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model.
+
+    fp8_compute: the blocks' Linear layers become FP8Linear (models/fp8.py): fp8 matmuls on GPUs that have
+    them (compute capability 8.9+), dequantised bf16 matmuls elsewhere. An fp8 file's weights are used as
+    stored; others are quantised per output channel. Off by default: fp8 inputs cost accuracy (see README).
+    """
     _choice("weight_dtype", weight_dtype, WEIGHT_DTYPES)
     policy = parse_offload(offload)
     offload = str(policy)
@@ -67,6 +74,9 @@ def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "aut
         # The embedded model is cached per process and shared: block swap rewires its copy, never the shared one.
         dit = parts.dit.to(home) if policy.mode == "none" else copy.deepcopy(parts.dit).to(home)
         dit.attention_backend = _backend(attention_backend, device)
+        if fp8_compute:
+            dit = copy.deepcopy(dit) if dit is parts.dit else dit
+            quantize_blocks_fp8(dit)
         _attach_offload(dit, policy, device)
         return JointModel(dit=dit, spec=DEFAULT_SPEC, name=parts.name, source=str(path or "embedded"),
                           text_encoder=parts.text_encoder, device=device, offload=offload)
@@ -77,6 +87,8 @@ def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "aut
     compute = torch.float32 if device.type == "cpu" or weight_dtype == "fp32" else torch.bfloat16
     dit = load_fusion_dit(path, device=home, compute_dtype=compute, weight_dtype=WEIGHT_DTYPES[weight_dtype],
                           attention_backend=attention_backend)
+    if fp8_compute:
+        quantize_blocks_fp8(dit)
     _attach_offload(dit, policy, device)
     return JointModel(dit=dit, spec=spec, name=path.name, source=str(path), device=device, offload=offload)
 
