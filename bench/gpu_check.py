@@ -342,13 +342,21 @@ def run_check(dry_run: bool, out: Path, budget_s: float, steps_full: int | None 
             row = {}
             with set_backend(backend), _peak(device, row):
                 start = time.perf_counter()
-                full_run(model, config, short, device, steps_full, cache)
+                latents = full_run(model, config, short, device, steps_full, cache)
                 seconds = time.perf_counter() - start
+            latents = tuple(t.float().cpu() for t in latents)
             note = f"{steps_full} steps end to end"
+            extra = {}
             if cache is not None:
                 note += f"; step cache reused outputs for {cache.skipped} of {2 * steps_full} passes"
+            if "full_bf16" in reference:  # the same seed and noise: how far this run ends from the bf16 one
+                extra["errors_vs_bf16_run"] = relative_errors(latents, reference["full_bf16"])
+                note += ("; latents vs the bf16 run: rel. L2 video {video:.2e}, audio {audio:.2e}"
+                         .format(**extra["errors_vs_bf16_run"]))
+            else:
+                reference["full_bf16"] = latents
             report.add(item=label, clip=short.name, backend=backend, dtype=dtype, compile="no",
-                       s_per_step=seconds / steps_full, clip_s=seconds, note=note, **row)
+                       s_per_step=seconds / steps_full, clip_s=seconds, note=note, **extra, **row)
         return measure
 
     item("50-step run", 20 if dry_run else 100, full("bf16"), clip=short.name, dtype="bf16")

@@ -37,6 +37,8 @@ def test_dry_run_precision_rows_are_small_and_finite(dry_run):
     errors = {r["item"]: r["errors"] for r in data["rows"] if "errors" in r}
     assert max(errors["bf16 vs float32"].values()) < 0.05
     assert 1e-3 < max(errors["fp8 vs bf16"].values()) < 0.15  # quantised, and not broken
+    cached = [r for r in data["rows"] if r["item"] == "50-step run, step cache"]
+    assert cached and set(cached[0]["errors_vs_bf16_run"]) == {"video", "audio"}
 
 
 def test_an_exhausted_budget_skips_items_and_says_so(tmp_path):
