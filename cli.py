@@ -12,7 +12,12 @@ def _cmd_parity(args) -> int:
     from .parity import run_path
 
     try:
-        results = run_path(Path(args.path))
+        if args.world_size > 1:
+            from .parity.sequence_parallel import run_sequence_parallel
+
+            results = run_sequence_parallel(Path(args.path), args.world_size)
+        else:
+            results = run_path(Path(args.path))
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -37,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("parity", help="run a fixture set through this code; exit 1 if any case is off by more than 1e-4")
     p.add_argument("path", help="a fixture set (e.g. ../shared/fixtures/ovi) or one component folder of it")
+    p.add_argument("--world-size", type=int, default=1,
+                   help="split the DiT over N processes (sequence parallel, gloo on CPU / NCCL on GPUs) and compare "
+                        "with the single-process forward (max abs 1e-5) and the reference")
     p.set_defaults(func=_cmd_parity)
 
     b = sub.add_parser("bench", help="print speed and memory figures")

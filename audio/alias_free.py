@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .chunking import Edges
+
 
 def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> torch.Tensor:
     """Low-pass FIR taps `[1, 1, kernel_size]` summing to 1.
@@ -114,3 +116,9 @@ class Activation1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(self.act(self.upsample(x)))
+
+    def edges(self, e: Edges) -> Edges:
+        """Wrong positions after this activation given `e` before it (see audio.chunking)."""
+        up, down = self.upsample, self.downsample
+        e = e.pad(up.pad, up.pad).conv_transpose(up.filter.shape[-1], up.ratio).crop(up.crop_left, up.crop_right)
+        return e.strided_conv(down.filter.shape[-1], down.ratio, down.pad_left, down.pad_right)

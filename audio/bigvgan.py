@@ -19,6 +19,11 @@ from torch import nn
 
 from ..errors import InputShapeError, InputValueError
 from .alias_free import Activation1d, SnakeBeta
+from .chunking import Edges, chunked_along_time
+
+
+def _conv_edges(e: Edges, conv: nn.Conv1d) -> Edges:
+    return e.conv(conv.kernel_size[0], conv.dilation[0], conv.padding[0])
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,14 @@ class AMPBlock1(nn.Module):
             x = x + h
         return x
 
+    def edges(self, e: Edges) -> Edges:
+        out = e
+        for i, (c1, c2) in enumerate(zip(self.convs1, self.convs2)):
+            h = _conv_edges(self.activations[2 * i].edges(out), c1)
+            h = _conv_edges(self.activations[2 * i + 1].edges(h), c2)
+            out = out.union(h)
+        return out
+
 
 class BigVGANVocoder(nn.Module):
     """Mel `[B, num_mels, T]` -> waveform `[B, 1, T·hop_length]` in [-1, 1]."""
@@ -136,6 +149,29 @@ class BigVGANVocoder(nn.Module):
             x = acc / n_kernels
         x = self.conv_post(self.activation_post(x))
         return torch.tanh(x)
+
+    def time_context(self) -> tuple[int, int]:
+        """Mel frames of context each side that make a chunk's waveform exact: the receptive field of the
+        whole stack (conv_pre, every upsampler and residual block, the final activation and conv_post)."""
+        n_kernels = len(self.config.resblock_kernel_sizes)
+        e = _conv_edges(Edges(), self.conv_pre)
+        for i, up in enumerate(self.ups):
+            t = up[0]
+            e = e.conv_transpose(t.kernel_size[0], t.stride[0], t.padding[0])
+            branches = [block.edges(e) for block in self.resblocks[i * n_kernels:(i + 1) * n_kernels]]
+            e = branches[0]
+            for b in branches[1:]:
+                e = e.union(b)
+        e = _conv_edges(self.activation_post.edges(e), self.conv_post)
+        return e.in_input_frames(self.config.hop_length)
+
+    def chunked(self, mel: torch.Tensor, chunk_frames: int) -> torch.Tensor:
+        """`self(mel)` computed `chunk_frames` mel frames at a time with `time_context()` frames of overlap:
+        the same waveform up to float rounding, with peak memory set by the chunk, not the clip."""
+        if mel.ndim != 3 or mel.shape[1] != self.config.num_mels:
+            raise InputShapeError(
+                f"BigVGAN input: mel of shape {tuple(mel.shape)}, expected [B, {self.config.num_mels}, T]")
+        return chunked_along_time(self, mel, chunk_frames, self.time_context(), self.config.hop_length)
 
 
 _WEIGHT_NORM_SUFFIXES = (

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import InputShapeError, InputValueError
 from .bigvgan import BigVGANVocoder
+from .chunking import Edges, chunked_along_time
 from .finishing import resample
 
 # Per-band mean and std of MMAudio's 16 kHz log10-mel training data; the VAE works on standardised mels.
@@ -260,13 +261,42 @@ class Decoder(nn.Module):
         self.learnable_gain = nn.Parameter(torch.zeros([]))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.conv_in(z))
+        return self.local_part(self.global_part(z))
+
+    def global_part(self, z: torch.Tensor) -> torch.Tensor:
+        """Up to the middle attention, which looks at the whole clip: run at the latent rate, on all of it."""
+        return self.mid.attn_1(self.mid.block_1(self.conv_in(z)))
+
+    def local_part(self, h: torch.Tensor) -> torch.Tensor:
+        """Everything after the attention: convolutions only, so it can run in chunks (`time_context`)."""
+        h = self.mid.block_2(h).clamp(-CLIP_ACT, CLIP_ACT)
         for lvl in reversed(self.up):
             for block in lvl.block:
                 h = block(h).clamp(-CLIP_ACT, CLIP_ACT)
             if hasattr(lvl, "upsample"):
                 h = lvl.upsample(h)
         return self.conv_out(_mp_silu(h), gain=self.learnable_gain + 1)
+
+    @property
+    def upsampling(self) -> int:
+        """Mel frames per latent frame."""
+        return 2 ** sum(hasattr(lvl, "upsample") for lvl in self.up)
+
+    def time_context(self) -> tuple[int, int]:
+        """Latent frames of context each side that make a chunk of `local_part` exact (its receptive field)."""
+        def conv(e: Edges, c: MPConv1d) -> Edges:
+            return e.conv(c.weight.shape[-1], 1, c.weight.shape[-1] // 2)
+
+        def res(e: Edges, block: ResBlock) -> Edges:
+            return conv(conv(e, block.conv1), block.conv2)  # the 1x1 shortcut adds nothing
+
+        e = res(Edges(), self.mid.block_2)
+        for lvl in reversed(self.up):
+            for block in lvl.block:
+                e = res(e, block)
+            if hasattr(lvl, "upsample"):
+                e = conv(e.repeat(2), lvl.upsample.conv)
+        return conv(e, self.conv_out).in_input_frames(self.upsampling)
 
 
 class MMAudioVAE(nn.Module):
@@ -295,9 +325,17 @@ class MMAudioVAE(nn.Module):
     def has_encoder(self) -> bool:
         return self.encoder is not None
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, chunk_latents: int | None = None) -> torch.Tensor:
+        """`chunk_latents`: run the convolutions after the middle attention that many latent frames at a time
+        (with their exact receptive field as overlap); None decodes the whole clip in one pass."""
         _check_vae_latent(z, self.config.embed_dim)
-        mel = self.decoder(z.to(self.data_std.dtype))
+        z = z.to(self.data_std.dtype)
+        if chunk_latents is None:
+            mel = self.decoder(z)
+        else:
+            dec = self.decoder
+            mel = chunked_along_time(dec.local_part, dec.global_part(z), chunk_latents, dec.time_context(),
+                                     dec.upsampling)
         return mel * self.data_std + self.data_mean
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -396,10 +434,19 @@ class MelExtractor(nn.Module):
 # DiT latent <-> waveform
 
 
-def decode_audio_latent(vae: MMAudioVAE, vocoder: BigVGANVocoder, latent: torch.Tensor) -> torch.Tensor:
+# Latent frames per decoding chunk: 128 latents = 256 mel frames = 4.1 s at 16 kHz. The vocoder's context
+# is 38 + 40 mel frames at the real size (the VAE's 18 + 18 latents), so overlap costs ~1.3x one pass.
+AUDIO_DECODE_CHUNK_LATENTS = 128
+
+
+def decode_audio_latent(vae: MMAudioVAE, vocoder: BigVGANVocoder, latent: torch.Tensor,
+                        chunk_latents: int | None = AUDIO_DECODE_CHUNK_LATENTS) -> torch.Tensor:
     """DiT audio latent `[B, L, C]` (time-major, C = vae embed_dim, 20 for Ovi) -> 16 kHz waveform `[B, 1, S]`.
 
     S = 2·L·hop (512·L for the real models). The latent is moved to the VAE's device and dtype.
+    Decoded `chunk_latents` latent frames at a time (None: the whole clip in one pass): the same waveform
+    up to float rounding, with peak memory set by the chunk rather than the clip length. Only the VAE's
+    middle attention sees the whole clip, at the latent rate (1/512 of the sample rate).
     """
     channels = vae.config.embed_dim
     if latent.ndim == 5:
@@ -418,9 +465,12 @@ def decode_audio_latent(vae: MMAudioVAE, vocoder: BigVGANVocoder, latent: torch.
     _check_finite("decode_audio_latent: latent", latent)
     ref = vae.data_std
     with torch.no_grad():
-        mel = vae.decode(latent.to(device=ref.device, dtype=ref.dtype).transpose(1, 2))
+        mel = vae.decode(latent.to(device=ref.device, dtype=ref.dtype).transpose(1, 2), chunk_latents=chunk_latents)
         vocoder_param = next(vocoder.parameters())
-        return vocoder(mel.to(device=vocoder_param.device, dtype=vocoder_param.dtype))
+        mel = mel.to(device=vocoder_param.device, dtype=vocoder_param.dtype)
+        if chunk_latents is None:
+            return vocoder(mel)
+        return vocoder.chunked(mel, chunk_latents * vae.decoder.upsampling)
 
 
 def encode_audio(vae: MMAudioVAE, waveform: torch.Tensor, sample_rate: int = 16_000,

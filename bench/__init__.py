@@ -6,7 +6,8 @@ BENCHMARKS = {"dit": "DiT forward time per step, peak memory, and peak RSS while
               "decode": "video/audio decode time and peak memory for 1x, 2x, 4x clip lengths",
               "consent": "cameo consent gate and usage-log append time as the usage log grows",
               "toyworld": "toy-world clip render time (the default model's training data), vs real time",
-              "build": "time to build the Ovi-size DiT on the meta device, against the default model's"}
+              "build": "time to build the Ovi-size DiT on the meta device, against the default model's",
+              "cache": "step caching: forwards skipped and the output difference against the uncached run"}
 
 
 def register_benchmarks(subparsers) -> None:

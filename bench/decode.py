@@ -7,6 +7,8 @@ narrower), so the figures show how memory *scales*, not the real model's absolut
   frames to a video file does);
 - `chunked+out`: the same chunks written into one preallocated float32 output tensor.
 Peak memory must stay flat with clip length for `chunked` and grow linearly for `whole`.
+The audio side (MMAudio VAE decoder + BigVGAN at a small width) is decoded `audio whole` (one pass) and
+`audio chunked` (`--audio-chunk` latents a time with the exact receptive field as overlap, the default path).
 
 Each measurement runs in a fresh subprocess so that peaks do not leak from one into the next. On CUDA the
 peak is `torch.cuda.max_memory_allocated` above what was allocated before decoding; on CPU it is the process
@@ -28,10 +30,10 @@ from typing import Callable
 import torch
 
 from ..models.wan_vae import WanVAE, WanVAEConfig
-from ..samplers import audio_latent_length  # Ovi's tie: 31 latent frames <-> 157 audio latents
 
 LENGTHS = (1, 2, 4)
 VIDEO_MODES = ("whole", "chunked", "chunked+out")
+AUDIO_MODES = ("audio whole", "audio chunked")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels, a multiple of 16 (default 64)")
     parser.add_argument("--dec-dim", type=int, default=32, help="decoder base width (real Wan2.2: 256; default 32)")
     parser.add_argument("--chunk", type=int, default=1, help="latent frames per decoder step in the chunked modes (default 1)")
+    parser.add_argument("--audio-latents", type=int, default=128, help="audio latents of the 1x clip (default 128 = 4.1 s)")
+    parser.add_argument("--audio-chunk", type=int, default=32,
+                        help="audio latents per chunk in 'audio chunked' (default 32; the library default is 128)")
+    parser.add_argument("--only", choices=("all", "video", "audio"), default="all", help="which decoders to measure")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one measurement, JSON in and out
 
 
-def audio_decoder(audio_latent_length: int, device: torch.device) -> Callable[[], object]:
+def audio_decoder(latents: int, device: torch.device, chunk: int | None) -> Callable[[], object]:
     """MMAudio VAE decoder + BigVGAN at a small width on a random `[1, L, 20]` latent; returns one timed decode.
 
-    The audio VAE attends over the whole clip in its middle block, so it is not chunked: its memory grows
-    with the clip (the table shows how much), which is small next to the video decoder at real sizes.
+    `chunk` None decodes in one pass. Chunked, only the VAE's middle attention (at the latent rate) sees the
+    whole clip; everything after it and the vocoder run chunk by chunk.
     """
     from ..audio.bigvgan import BigVGANConfig, BigVGANVocoder
     from ..audio.mmaudio_vae import MMAudioVAE, MMAudioVAEConfig, decode_audio_latent
@@ -57,8 +63,9 @@ def audio_decoder(audio_latent_length: int, device: torch.device) -> Callable[[]
     torch.manual_seed(0)
     vae = MMAudioVAE(MMAudioVAEConfig(hidden_dim=64), with_encoder=False).to(device).eval()
     vocoder = BigVGANVocoder(BigVGANConfig(upsample_initial_channel=128)).to(device).eval()
-    latent = torch.randn(1, audio_latent_length, vae.config.embed_dim, device=device)
-    return lambda: decode_audio_latent(vae, vocoder, latent)
+    latent = torch.randn(1, latents, vae.config.embed_dim, device=device)
+    decode_audio_latent(vae, vocoder, latent[:, :8], chunk_latents=None)  # warm-up, as for video
+    return lambda: decode_audio_latent(vae, vocoder, latent, chunk_latents=chunk)
 
 
 class _PeakRSS:
@@ -132,8 +139,8 @@ def _worker(job: dict) -> dict:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     device = torch.device(job["device"])
-    if job["mode"] == "audio":
-        fn = audio_decoder(job["audio_latents"], device)
+    if job["mode"] in AUDIO_MODES:
+        fn = audio_decoder(job["audio_latents"], device, job["audio_chunk"] if job["mode"] == "audio chunked" else None)
     else:
         fn = _video_job(job, device)
     seconds, peak = _measure(fn, device)
@@ -161,24 +168,28 @@ def run(args: argparse.Namespace) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    base = {"size": args.size, "dec_dim": args.dec_dim, "chunk": args.chunk, "device": device, "threads": args.threads}
+    base = {"size": args.size, "dec_dim": args.dec_dim, "chunk": args.chunk, "device": device, "threads": args.threads,
+            "audio_chunk": args.audio_chunk}
     print(f"jointav bench decode: Wan2.2 VAE decoder, random weights, dec_dim={args.dec_dim}, {args.size}x{args.size} px, "
           f"device {device}, chunk {args.chunk} latent frame(s); "
           f"peak = {'CUDA allocated' if device == 'cuda' else 'process RSS'} "
           "above the level before decoding")
-    header = f"{'decoder':<12} {'clip':>4} {'latent':>7} {'frames':>7} {'seconds':>8} {'peak MiB':>9} {'peak vs 1x':>11}"
+    header = f"{'decoder':<14} {'clip':>4} {'latent':>7} {'frames':>7} {'seconds':>8} {'peak MiB':>9} {'peak vs 1x':>11}"
     print(header)
     print("-" * len(header))
-    for mode in (*VIDEO_MODES, "audio"):
+    modes = {"all": (*VIDEO_MODES, *AUDIO_MODES), "video": VIDEO_MODES, "audio": AUDIO_MODES}[args.only]
+    for mode in modes:
         first_peak = None
         for mult in LENGTHS:
             latent = args.latent_frames * mult
             frames = WanVAEConfig().video_frames(latent)
-            job = dict(base, mode=mode, latent_frames=latent, audio_latents=audio_latent_length(latent))
+            job = dict(base, mode=mode, latent_frames=latent, audio_latents=args.audio_latents * mult)
             result = _in_subprocess(job)
             first_peak = first_peak or max(result["peak_mib"], 1e-9)
-            shown_latent = job["audio_latents"] if mode == "audio" else latent
-            print(f"{mode:<12} {mult:>3}x {shown_latent:>7} {frames:>7} {result['seconds']:>8.2f} "
+            audio = mode in AUDIO_MODES
+            shown_latent = job["audio_latents"] if audio else latent
+            frames = f"{job['audio_latents'] * 512 / 16000:.1f}s" if audio else frames
+            print(f"{mode:<14} {mult:>3}x {shown_latent:>7} {frames:>7} {result['seconds']:>8.2f} "
                   f"{result['peak_mib']:>9.1f} {result['peak_mib'] / first_peak:>10.2f}x")
     return 0
 

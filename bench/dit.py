@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", default="auto", help="attention backend, default auto")
     parser.add_argument("--steps", type=int, default=3, help="timed guided steps after one warm-up, default 3")
+    parser.add_argument("--offload", default="none",
+                        help="block swap: none, cpu or 'blocks N' (weights in RAM, blocks streamed); default none")
 
 
 def _config(args):
@@ -180,13 +182,19 @@ def run(args) -> int:
             print(f"  GPU memory held by the model:   {_mb(probe['cuda_allocated'])} "
                   f"= {probe['cuda_allocated'] / size:.2f}x file")
 
-        model = load_fusion_dit(path, device=device, compute_dtype=compute, attention_backend=args.backend)
+        from ..models.offload import attach_offload, offload_session, parse_offload
+
+        policy = parse_offload(args.offload)
+        home = device if policy.mode == "none" else torch.device("cpu")
+        model = load_fusion_dit(path, device=home, compute_dtype=compute, attention_backend=args.backend)
+        weight_total = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        swap = attach_offload(model, policy, compute=device)
         forward = {
             "cond": lambda: model(video, audio, 500.0, ctx, ctx),
             f"uncond (skip_layer={skip})": lambda: model(video, audio, 500.0, ctx, ctx, skip_layer=skip),
         }
         times: dict[str, list[float]] = {name: [] for name in forward}
-        with torch.no_grad():
+        with torch.no_grad(), offload_session(model):
             # The peak window covers the warm-up (first-call allocations are part of a forward's cost), so a
             # CPU model's file-mapped weights are paged in first: they are the model, not the forward.
             _read_every_weight(model)
@@ -212,6 +220,9 @@ def run(args) -> int:
     for name, m in medians.items():
         print(f"forward {name}: median {m * 1000:.0f} ms over {args.steps}")
     print(f"guided step (2 forwards): {sum(medians.values()) * 1000:.0f} ms")
+    resident = weight_total if swap is None else swap.peak_resident_bytes
+    print(f"offload {policy}: weights resident on {device.type} at peak {_mb(resident)} of {_mb(weight_total)} "
+          f"= {resident / weight_total:.2f}x")
     what = "GPU max_memory_allocated" if device.type == "cuda" else "peak RSS"
     print(f"forward {what} (warm-up included): {_mb(peak)} total, +{_mb(peak - before)} above the loaded model")
     return 0

@@ -91,6 +91,10 @@ def register(subparsers) -> None:
     p.add_argument("--sample-rate", type=int, default=44100, choices=[16000, 44100, 48000])
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--weight-dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "fp8_e4m3fn"])
+    p.add_argument("--offload", default="none",
+                   help="none, cpu (stream every DiT block from RAM) or 'blocks N' (stream the last N blocks)")
+    p.add_argument("--fp8-compute", action="store_true",
+                   help="fp8 matmuls in the DiT blocks on GPUs that have them (Ada/Hopper+); dequantised bf16 elsewhere")
     p.add_argument("--attention", default="auto", help="attention backend: auto, sdpa, math, xformers, flash, sage")
     p.add_argument("--cameo", metavar="PROFILE_DIR",
                    help="a cameo profile folder ('jointav cameo create'); its consent record must grant this "
@@ -106,10 +110,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import torch
     from tqdm import tqdm
 
     from ..errors import JointAVError
+    from ..models.sequence_parallel import init_from_environment
     from ..pipeline.generate import GenerationRequest, generate, write_clip
+
+    # under `torchrun --nproc-per-node N` every process samples its share of the tokens; rank 0 writes the clip
+    rank, world = init_from_environment()
+    device = args.device
+    if world > 1 and device is None and torch.cuda.is_available():
+        device = f"cuda:{torch.cuda.current_device()}"
 
     height, width = args.size if args.size else (None, None)
     req = GenerationRequest(
@@ -119,10 +131,11 @@ def run(args) -> int:
         duration=args.duration, height=height, width=width, steps=args.steps, solver=args.solver, shift=args.shift,
         video_guidance=args.video_guidance, audio_guidance=args.audio_guidance,
         skip_layer="default" if args.skip_layer is None else args.skip_layer, sample_rate=args.sample_rate,
-        device=args.device, weight_dtype=args.weight_dtype, attention_backend=args.attention, cameo=args.cameo,
-        cameo_mode=args.cameo_mode, cameo_reference_guidance=args.cameo_reference_guidance)
+        device=device, weight_dtype=args.weight_dtype, attention_backend=args.attention, offload=args.offload,
+        fp8_compute=args.fp8_compute, cameo=args.cameo, cameo_mode=args.cameo_mode,
+        cameo_reference_guidance=args.cameo_reference_guidance)
     start = time.perf_counter()
-    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr)
+    bar = tqdm(total=None, desc="sampling", unit="step", file=sys.stderr, disable=rank != 0)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -130,6 +143,9 @@ def run(args) -> int:
 
     try:
         clip = generate(req, progress=progress)
+        if rank != 0:  # the other processes of a torchrun launch hold the same clip
+            bar.close()
+            return 0
         mp4, wav = write_clip(clip, args.out)
     except JointAVError as e:
         bar.close()

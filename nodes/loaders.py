@@ -100,7 +100,9 @@ class LoadModel(io.ComfyNode):
                 io.Combo.Input("attention_backend", options=ATTENTION_BACKENDS, default="auto",
                                tooltip="Attention kernel; auto picks the fastest one installed for the device."),
                 io.Combo.Input("offload", options=OFFLOAD_POLICIES, default="none",
-                               tooltip="cpu: keep the weights in RAM and move them to the GPU only while sampling."),
+                               tooltip="Block swap for GPUs too small for the model. cpu: weights stay in RAM and every "
+                                       "DiT block streams to the GPU just before use; blocks N: only the last N "
+                                       "blocks stream, the rest sit on the GPU while sampling. Same output."),
                 io.Combo.Input("family", options=FAMILY_CHOICES, default="auto",
                                tooltip="auto: read from the published file name (model.safetensors = Ovi 1.0 720, "
                                        "model_960x960.safetensors = 960 5 s, model_960x960_10s.safetensors = 1.1 10 s)."

@@ -6,6 +6,7 @@ value expected, so the node layer only has to prefix the node's name.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -20,8 +21,12 @@ from ..errors import CheckpointFileError, GenerationInterrupted, InputShapeError
 from ..model_loader.audio_files import load_bigvgan, load_mmaudio_vae
 from ..model_loader.dit import load_fusion_dit
 from ..model_loader.wan_vae_files import load_wan_vae
+from ..models.fp8 import quantize_blocks_fp8
+from ..models.offload import OffloadPolicy, attach_offload, offload_session, parse_offload
+from ..models.sequence_parallel import split_over_processes
 from ..samplers import FirstFrame, PromptContexts, audio_latent_length
 from ..samplers import sample as sample_latents
+from ..samplers.step_cache import StepCache
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
 from .default_model import default_parts, is_bundle, load_bundle
 from .specs import DEFAULT_SPEC, spec_for_file
@@ -31,7 +36,8 @@ log = logging.getLogger(__name__)
 
 WEIGHT_DTYPES = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
                  "fp8_e4m3fn": torch.float8_e4m3fn}
-OFFLOAD_POLICIES = ("none", "cpu")
+# The Load Model node's choices; the library and CLI take any 'blocks N' (models/offload.py).
+OFFLOAD_POLICIES = ("none", "cpu", "blocks 5", "blocks 10", "blocks 15", "blocks 20", "blocks 25")
 MAX_SIDE = 4096
 MODEL_SKIP_LAYER = -1  # a skip layer that means "the loaded model's own" (pipeline.sample also takes "default")
 MODEL_DURATION = "auto"  # a duration that means "the loaded model's own default preset" (its first)
@@ -52,16 +58,28 @@ def _choice(name: str, value: str, options) -> None:
 # --------------------------------------------------------------------------------------------- loading
 
 def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "auto", attention_backend: str = "auto",
-                     device=None, offload: str = "none", family: str = "auto") -> JointModel:
-    """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model."""
+                     device=None, offload: str = "none", family: str = "auto",
+                     fp8_compute: bool = False) -> JointModel:
+    """Load a fusion DiT (an Ovi checkpoint, or a JointAV bundle); None loads the embedded default model.
+
+    fp8_compute: the blocks' Linear layers become FP8Linear (models/fp8.py): fp8 matmuls on GPUs that have
+    them (compute capability 8.9+), dequantised bf16 matmuls elsewhere. An fp8 file's weights are used as
+    stored; others are quantised per output channel. Off by default: fp8 inputs cost accuracy (see README).
+    """
     _choice("weight_dtype", weight_dtype, WEIGHT_DTYPES)
-    _choice("offload", offload, OFFLOAD_POLICIES)
+    policy = parse_offload(offload)
+    offload = str(policy)
     device = _device(device)
-    home = torch.device("cpu") if offload == "cpu" else device
+    home = torch.device("cpu") if policy.mode != "none" else device
     if path is None or (Path(path).is_file() and is_bundle(path)):
         parts = default_parts() if path is None else load_bundle(path)
-        dit = parts.dit.to(home)
+        # The embedded model is cached per process and shared: block swap rewires its copy, never the shared one.
+        dit = parts.dit.to(home) if policy.mode == "none" else copy.deepcopy(parts.dit).to(home)
         dit.attention_backend = _backend(attention_backend, device)
+        if fp8_compute:
+            dit = copy.deepcopy(dit) if dit is parts.dit else dit
+            quantize_blocks_fp8(dit)
+        _attach_offload(dit, policy, device)
         return JointModel(dit=dit, spec=DEFAULT_SPEC, name=parts.name, source=str(path or "embedded"),
                           text_encoder=parts.text_encoder, device=device, offload=offload)
     path = Path(path)
@@ -71,7 +89,16 @@ def load_joint_model(path: str | Path | None = None, *, weight_dtype: str = "aut
     compute = torch.float32 if device.type == "cpu" or weight_dtype == "fp32" else torch.bfloat16
     dit = load_fusion_dit(path, device=home, compute_dtype=compute, weight_dtype=WEIGHT_DTYPES[weight_dtype],
                           attention_backend=attention_backend)
+    if fp8_compute:
+        quantize_blocks_fp8(dit)
+    _attach_offload(dit, policy, device)
     return JointModel(dit=dit, spec=spec, name=path.name, source=str(path), device=device, offload=offload)
+
+
+def _attach_offload(dit: torch.nn.Module, policy: OffloadPolicy, device: torch.device) -> None:
+    """Block swap between CPU RAM and `device` (weights stay in RAM; blocks stream in while sampling)."""
+    if policy.mode != "none":
+        attach_offload(dit, policy, compute=device, storage="cpu")
 
 
 def _backend(name: str, device: torch.device) -> str:
@@ -264,13 +291,16 @@ def checked_steps(steps) -> int:
 
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
-           skip_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
+           skip_layer: int | str | None = "default", progress=None, cancel=None,
+           step_cache: StepCache | None = None) -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
 
     skip_layer: the block skipped in the negative pass; "default" (or -1) takes the model family's (11 for
     Ovi, off for the embedded default), None or 0 turns skip-layer guidance off.
     cancel(): checked before every step and before every DiT block (True, or an exception it raises, stops
     the run), so a stop request lands within one block's time even when one forward takes long.
+    step_cache: skip passes whose step changes little (samplers/step_cache.py; off when None). Its
+    settings and how many passes it skipped go into the provenance.
     """
     if skip_layer in ("default", MODEL_SKIP_LAYER):
         skip_layer = model.spec.default_skip_layer
@@ -283,29 +313,29 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     skip_layer = skip_layer or None
     dit, device = model.dit, model.device
     dtype = dit.compute_dtype
-    if model.offload == "cpu":
-        dit.to(device)
     dit.block_check = _block_check(cancel)
     try:
-        positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
-        negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
-                                  audio=conditioning.audio_negative[None].to(device, dtype))
-        video, audio = sample_latents(
-            dit, tuple(latent.video.shape), tuple(latent.audio.shape), positive, negative, solver=solver, steps=steps,
-            shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=skip_layer,
-            conditioning=latent.conditionings or None, seed=seed,
-            audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
-            progress=progress, cancel=cancel)
+        with offload_session(dit), split_over_processes(dit):
+            positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
+            negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
+                                      audio=conditioning.audio_negative[None].to(device, dtype))
+            video, audio = sample_latents(
+                dit, tuple(latent.video.shape), tuple(latent.audio.shape), positive, negative, solver=solver, steps=steps,
+                shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=skip_layer,
+                conditioning=latent.conditionings or None, seed=seed,
+                audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
+                progress=progress, cancel=cancel, step_cache=step_cache)
     finally:
         dit.block_check = None
-        if model.offload == "cpu":
-            dit.to("cpu")
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
     provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
                               "audio_guidance": audio_guidance, "skip_layer": skip_layer,
                               "video_negative": conditioning.video_negative_prompt,
                               "audio_negative": conditioning.audio_negative_prompt}}
+    if step_cache is not None:
+        provenance["sampler"]["step_cache"] = {"threshold": step_cache.threshold, "skipped": step_cache.skipped,
+                                               "computed": step_cache.computed}
     return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,

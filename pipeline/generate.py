@@ -46,6 +46,8 @@ class GenerationRequest:
     device: str | None = None
     weight_dtype: str = "auto"
     attention_backend: str = "auto"
+    offload: str = "none"  # none | cpu | blocks N (block swap, models/offload.py)
+    fp8_compute: bool = False  # fp8 matmuls in the DiT blocks where the GPU has them (models/fp8.py)
     cameo: str | None = None  # a cameo profile folder: its consent must grant this machine's operator key
     cameo_mode: str = "auto"  # pipeline.cameo.MODE_CHOICES; reference tokens are experimental with Ovi weights
     cameo_reference_guidance: str = "auto"  # pipeline.cameo.REFERENCE_GUIDANCE
@@ -80,7 +82,7 @@ def generate(req: GenerationRequest, progress=None) -> GeneratedClip:
     if req.steps is not None:
         api.checked_steps(req.steps)  # before any loading; None (not 0) means the model's own
     model = api.load_joint_model(req.model, weight_dtype=req.weight_dtype, attention_backend=req.attention_backend,
-                                 device=req.device)
+                                 device=req.device, offload=req.offload, fp8_compute=req.fp8_compute)
     decoders = api.load_decoders(req.video_vae, req.audio_vae, req.vocoder, model=model, device=req.device)
     spec = model.spec
     steps = spec.default_steps if req.steps is None else req.steps

@@ -78,7 +78,7 @@ class JointModel:
     source: str  # file path, or "embedded"
     text_encoder: Any | None = None  # an object with encode(list[str]) -> list[Tensor [L_i, text_dim]]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    offload: str = "none"  # "none" | "cpu": move to device only while sampling
+    offload: str = "none"  # "none" | "cpu" | "blocks N": block swap from RAM while sampling (models/offload.py)
 
 
 @dataclass

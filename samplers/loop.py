@@ -23,6 +23,7 @@ from .euler import EulerSolver
 from .guidance import (DEFAULT_AUDIO_GUIDANCE, DEFAULT_SLG_LAYER, DEFAULT_VIDEO_GUIDANCE, JointGuidance, JointModel,
                        PromptContexts, ReferenceTokens, guided_velocity)
 from .schedules import FlowSolver
+from .step_cache import StepCache
 from .unipc import UniPCSolver
 
 SOLVERS: dict[str, type[FlowSolver]] = {"unipc": UniPCSolver, "dpm++": DPMPPSolver, "euler": EulerSolver}
@@ -138,6 +139,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    step_cache: StepCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate (video latent `[B, C, F, H, W]`, audio latent `[B, L, C]`).
 
@@ -149,6 +151,7 @@ def sample(
     conditioning (ReferenceTokens, CameoReference), in any order.
     progress(done, total) is called after each step with done = 1..total; cancel() is checked before each step
     and True raises GenerationInterrupted.
+    step_cache: skip model passes whose step barely changes their input (samplers/step_cache.py); None = off.
     """
     guidance = JointGuidance(video_guidance, audio_guidance, slg_layer)
     video_solver = make_solver(solver, steps, shift)
@@ -172,8 +175,13 @@ def sample(
     if reference is not None:
         references = reference.reference_tokens(tuple(video.shape), tuple(audio.shape)).to(video.device, video.dtype)
 
+    if step_cache is not None:
+        step_cache.start(steps)
+        model = step_cache.wrap(model)
     with torch.no_grad():
         for i in range(steps):
+            if step_cache is not None:
+                step_cache.begin_step(i)
             if cancel is not None and cancel():
                 raise GenerationInterrupted(f"sampling cancelled before step {i + 1} of {steps} ({solver})")
             if keep is not None:
