@@ -1,0 +1,508 @@
+"""Beyond one clip: extension, audio-to-video, video-to-audio (foley) and multi-shot films.
+
+Each is a composition of conditioning items (samplers.conditioning), not a new sampler:
+- extension: the next segment holds the previous one's last latent frames and the audio span covering them
+  (`SegmentTail`); the held span is shared and nothing is cross-faded;
+- audio-to-video: the whole audio latent held (`WholeAudio`); foley: the whole video latent held (`WholeVideo`);
+- multi-shot: every shot after the first carries the subject of the first as reference tokens (its face crops
+  and voice, encoded the way a cameo profile is, cameo.encode), joined with hard cuts.
+
+Long runs stream: each segment is decoded and appended to a `StreamingMP4Writer` and only its tail (a few frames
+and a fraction of a second of sound) is kept for the next one, so memory follows the segment, not the film.
+
+Timeline: video frame i of a segment lasts from i/fps to (i+1)/fps; the segment's sound (L audio latents of
+512 samples at 16 kHz) ends a little before its last frame does, so a segment's frames are used only as far as
+its sound reaches ("usable" frames, `_usable_frames`). The next segment starts at the first of the last n usable
+frames (n = 1 + 4(k-1) for k held latent frames), and the sound switches from the old segment to the new one at
+the end of those frames, which lies inside the held audio span.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..audio.av_stream import MODEL_RATE, MediaClip, StreamingMP4Writer
+from ..audio.mmaudio_vae import decode_audio_latent, encode_audio
+from ..errors import GenerationInterrupted, InputShapeError, InputValueError
+from ..samplers import ReferenceTokens, SegmentTail, WholeAudio, WholeVideo, audio_positions_covering
+from . import api
+from .types import Decoders, JointLatent, JointModel
+
+log = logging.getLogger(__name__)
+
+# (segment, segments, step, steps); segment is 1-based, segments may be 0 when unknown
+LongProgress = Callable[[int, int, int, int], None]
+MAX_SECONDS = 600.0  # a sanity bound on --to; the default model is measured to 60 s (bench/long_form.py)
+
+
+@dataclass
+class Settings:
+    """Sampling settings shared by every segment of a long-form run."""
+
+    seed: int = 0
+    steps: int | None = None  # None: the model's own
+    solver: str = "unipc"
+    shift: float = 5.0
+    video_guidance: float = 4.0
+    audio_guidance: float = 3.0
+    skip_layer: int | str | None = "default"
+    video_negative: str = "jitter, bad hands, blur, distortion"
+    audio_negative: str = "robotic, muffled, echo, distorted"
+
+    def record(self, model: JointModel) -> dict:
+        return {"solver": self.solver, "steps": self.steps or model.spec.default_steps, "shift": self.shift,
+                "video_guidance": self.video_guidance, "audio_guidance": self.audio_guidance,
+                "skip_layer": self.skip_layer, "video_negative": self.video_negative,
+                "audio_negative": self.audio_negative}
+
+
+@dataclass
+class RunReport:
+    """What a long-form run wrote: frames and sound samples, segments finished, and whether it was interrupted."""
+
+    frames: int = 0
+    samples: int = 0
+    segments: int = 0
+    planned_segments: int = 0
+    interrupted: bool = False
+    seams: list[int] = field(default_factory=list)  # output frame index of the first new frame of each segment
+    cuts: list[int] = field(default_factory=list)  # output frame index where each shot after the first starts
+
+
+# --------------------------------------------------------------------------------------------- small pieces
+
+def parse_seconds(text: str | float, what: str = "--to") -> float:
+    """'20s', '20', '1.5s', '1m' -> seconds (> 0)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min)?\s*", str(text))
+        if not match:
+            raise InputValueError(f"{what}={text!r}: expected a duration such as 20s, 1.5s or 1m")
+        seconds = float(match.group(1)) * (60.0 if match.group(2) in ("m", "min") else 1.0)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InputValueError(f"{what}={text!r}: expected a duration above zero")
+    return seconds
+
+
+def segment_frames(model: JointModel) -> int:
+    """Video frames of one generated segment: the model's default preset (25 = 2 s on the default model)."""
+    return model.spec.durations[0].frames
+
+
+def held_frames(hold_latent_frames: int, model: JointModel) -> int:
+    return 1 + model.spec.vae_time_factor * (hold_latent_frames - 1)
+
+
+def _audio_seconds_per_latent(model: JointModel) -> float:
+    return model.spec.audio_samples_per_latent / model.spec.audio_sample_rate
+
+
+def _held_audio(model: JointModel, hold_latent_frames: int) -> int:
+    """Audio latents the next segment holds: the fewest that cover its held video frames."""
+    return audio_positions_covering(hold_latent_frames, model.spec.vae_time_factor, model.spec.fps,
+                                    _audio_seconds_per_latent(model))
+
+
+def _sample_at(frame: int, fps: float) -> int:
+    return round(frame * MODEL_RATE / fps)
+
+
+def _usable_frames(frames: int, sound_samples: int, fps: float, n_held: int, held_samples: int) -> int:
+    """The most leading frames e of a segment such that the last n_held of them, with the held audio span that
+    starts where they start, lie inside the segment's sound (0 when no e works)."""
+    for e in range(frames, n_held - 1, -1):
+        if _sample_at(e - n_held, fps) + held_samples <= sound_samples:
+            return e
+    return 0
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """ComfyUI IMAGE [T, H, W, 3] in 0..1 -> uint8 frames."""
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def encode_frames(decoders: Decoders, frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames [1 + 4k, H, W, 3] -> video latent [1, C, 1 + k, h, w] (the VAE's causal encoding)."""
+    vae = decoders.video_vae
+    if vae is None or getattr(vae, "parts", "both") == "decoder":
+        raise InputValueError("decoders: no video VAE encoder is loaded; encoding a clip needs it")
+    ref = next(vae.parameters())
+    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)[None]
+    with torch.no_grad():
+        return vae.encode(pixels.to(ref.device, ref.dtype)).float().cpu()
+
+
+def encode_sound(decoders: Decoders, sound: np.ndarray) -> torch.Tensor:
+    """16 kHz mono [S] -> audio latent [1, ceil(S / 512), C]."""
+    if decoders.audio_vae is None or not decoders.audio_vae.has_encoder:
+        raise InputValueError("decoders: no audio VAE encoder is loaded; encoding a sound needs it")
+    return encode_audio(decoders.audio_vae, torch.from_numpy(np.ascontiguousarray(sound))[None, None],
+                        MODEL_RATE).float().cpu()
+
+
+def decode_segment(decoders: Decoders, latent: JointLatent) -> tuple[np.ndarray, np.ndarray]:
+    """A sampled latent -> (uint8 frames [T, H, W, 3], 16 kHz mono sound [S], clipped to [-1, 1])."""
+    frames = to_uint8(api.decode_video(decoders, latent))
+    sound = decode_audio_latent(decoders.audio_vae, decoders.vocoder, latent.audio)[0, 0].float().cpu().numpy()
+    return frames, np.clip(sound, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------------- input checks
+
+def check_media_fits(model: JointModel, clip: MediaClip, what: str, *, need_sound: bool, min_frames: int = 1) -> None:
+    """A clip read from a file must have the model's frame rate and a frame size it takes (and sound if needed)."""
+    if clip.frames is None:
+        raise InputValueError(f"{what} {clip.path}: holds no video frames; expected a video file (MP4, MOV, WebM)")
+    if need_sound and clip.sound is None:
+        raise InputValueError(f"{what} {clip.path}: has no sound; extension continues picture and sound together, "
+                              f"so it needs a video with an audio track")
+    if abs(clip.fps - model.spec.fps) > 1e-3:
+        raise InputValueError(f"{what} {clip.path}: {clip.fps:g} fps, expected the model's {model.spec.fps:g} fps "
+                              f"(model {model.name}); convert it first, e.g. ffmpeg -i IN -r {model.spec.fps:g} OUT.mp4")
+    height, width = clip.frames.shape[1:3]
+    try:
+        api._checked_size(model, int(height), int(width))
+    except InputValueError as e:
+        raise InputValueError(f"{what} {clip.path}: frames of {width}x{height} do not fit the model: {e}") from None
+    if clip.frames.shape[0] < min_frames:
+        raise InputValueError(f"{what} {clip.path}: {clip.frames.shape[0]} frames, expected at least {min_frames}")
+
+
+# --------------------------------------------------------------------------------------------- segments
+
+class _Run:
+    """One model, its decoders and settings; generates segments and writes them to one writer."""
+
+    def __init__(self, model: JointModel, decoders: Decoders, settings: Settings, writer: StreamingMP4Writer,
+                 progress: LongProgress | None, cancel: Callable[[], bool] | None, planned: int):
+        self.model, self.decoders, self.settings, self.writer = model, decoders, settings, writer
+        self.progress, self.cancel = progress, cancel
+        self.report = RunReport(planned_segments=planned)
+        self._prompts: dict[str, object] = {}
+
+    def conditioning(self, prompt: str):
+        if prompt not in self._prompts:
+            self._prompts[prompt] = api.encode_prompt(self.model, prompt, video_negative=self.settings.video_negative,
+                                                      audio_negative=self.settings.audio_negative)
+        return self._prompts[prompt]
+
+    def sample(self, prompt: str, items: list, height: int, width: int, frames_preset: str | None = None,
+               seed_offset: int = 0) -> JointLatent:
+        if self.cancel is not None and self.cancel():
+            raise GenerationInterrupted(f"stopped before segment {self.report.segments + 1}")
+        latent = api.empty_latent(self.model, frames_preset or api.MODEL_DURATION, height, width)
+        latent.conditionings.extend(items)
+        segment = self.report.segments + 1
+
+        def step(done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress(segment, self.report.planned_segments, done, total)
+
+        s = self.settings
+        return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
+                          steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
+                          video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,
+                          progress=step, cancel=self.cancel)
+
+    def write(self, frames: np.ndarray, sound: np.ndarray, limit_frames: int | None = None) -> None:
+        """Append frames and the sound that goes with them (sound trimmed or padded to the frames' duration)."""
+        if limit_frames is not None:
+            frames = frames[:max(0, limit_frames - self.writer.frames_written)]
+        if not len(frames):
+            return
+        start = self.writer.frames_written
+        end_sample = _sample_at(start + len(frames), self.writer_fps)
+        want = end_sample - self.writer.samples_written
+        sound = sound[:want]
+        if len(sound) < want:  # the last few samples a rounding leaves out: silence, never a gap in time
+            sound = np.pad(sound, (0, want - len(sound)))
+        self.writer.write_frames(frames)
+        self.writer.write_sound(sound)
+        self.report.frames, self.report.samples = self.writer.frames_written, self.writer.samples_written
+
+    @property
+    def writer_fps(self) -> float:
+        return self.model.spec.fps
+
+
+@dataclass(eq=False)
+class _Tail:
+    """What the next segment needs from the film so far: the last n usable frames and the sound from their start."""
+
+    frames: np.ndarray  # uint8 [n, H, W, 3]
+    sound: np.ndarray  # 16 kHz from the first of those frames to the end of the segment's sound
+
+
+def _continue(run: _Run, tail: _Tail, prompts: Sequence[str], total_frames: int, hold: int,
+              references: ReferenceTokens | None = None, seed_offset: int = 0) -> _Tail:
+    """Extend the film from `tail` with segments until `total_frames` are written; returns the last tail."""
+    model = run.model
+    n, m = held_frames(hold, model), _held_audio(model, hold)
+    samples_per_latent = model.spec.audio_samples_per_latent
+    height, width = tail.frames.shape[1:3]
+    index = 0
+    while run.writer.frames_written < total_frames:
+        if len(tail.sound) < m * samples_per_latent:
+            raise InputShapeError(f"extension: {len(tail.sound)} samples of sound after the held frames, expected at "
+                                  f"least {m * samples_per_latent} to cover them")
+        video = encode_frames(run.decoders, tail.frames)
+        audio = encode_sound(run.decoders, tail.sound[:m * samples_per_latent])
+        items = [SegmentTail(video, audio, min_audio=m)]
+        if references is not None:
+            items.append(references)
+        prompt = prompts[min(index, len(prompts) - 1)]
+        latent = run.sample(prompt, items, height, width, seed_offset=seed_offset + run.report.segments)
+        frames, sound = decode_segment(run.decoders, latent)
+        usable = _usable_frames(len(frames), len(sound), model.spec.fps, n, m * samples_per_latent)
+        if usable <= n:
+            raise InputShapeError(f"extension: a segment of {len(frames)} frames adds nothing after {n} held frames")
+        # the held frames were written already (they are the previous segment's); the sound switches at their end
+        switch = _sample_at(n, model.spec.fps)
+        run.report.seams.append(run.writer.frames_written)
+        run.write(frames[n:usable], sound[switch:], limit_frames=total_frames)
+        run.report.segments += 1
+        index += 1
+        start = _sample_at(usable - n, model.spec.fps)
+        tail = _Tail(frames[usable - n:usable].copy(), sound[start:].copy())
+    return tail
+
+
+def _first_tail(frames: np.ndarray, sound: np.ndarray, model: JointModel, hold: int, what: str) -> tuple[int, _Tail]:
+    """(usable frames, tail) of a clip that starts the film."""
+    n, m = held_frames(hold, model), _held_audio(model, hold)
+    held_samples = m * model.spec.audio_samples_per_latent
+    usable = _usable_frames(len(frames), len(sound), model.spec.fps, n, held_samples)
+    if usable < n:
+        need = (_sample_at(len(frames) - n, model.spec.fps) + held_samples) / MODEL_RATE
+        raise InputValueError(f"{what}: its sound lasts {len(sound) / MODEL_RATE:.2f} s, too short to cover its last "
+                              f"{n} frame(s); expected about {need:.2f} s of sound")
+    start = _sample_at(usable - n, model.spec.fps)
+    return usable, _Tail(frames[usable - n:usable].copy(), sound[start:].copy())
+
+
+# --------------------------------------------------------------------------------------------- extension
+
+def plan_extension(model: JointModel, start_frames: int, total_frames: int, hold: int) -> int:
+    """Segments needed to grow a film of `start_frames` to `total_frames` (a planning figure for progress)."""
+    n = held_frames(hold, model)
+    per = segment_frames(model) - n - 2  # a segment's sound ends 1-2 frames before its last frame
+    return max(0, math.ceil((total_frames - start_frames) / max(1, per)))
+
+
+def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
+           prompts: Sequence[str], source: MediaClip | None = None, hold_latent_frames: int = 1,
+           settings: Settings | None = None, progress: LongProgress | None = None,
+           cancel: Callable[[], bool] | None = None) -> RunReport:
+    """Write a film of `to_seconds` to `writer`: `source` (a clip read from a file; None: a first segment generated
+    from prompts[0]) followed by segments each holding the previous one's last `hold_latent_frames` latent frames
+    and the audio span covering them. prompts: one per generated segment (the last repeats).
+
+    Interruption (cancel() true, or GenerationInterrupted) stops between steps; the report says so and the writer
+    holds every finished segment (the caller commits it). Other errors propagate (the caller aborts the writer).
+    """
+    settings = settings or Settings()
+    if not prompts or any(not p.strip() for p in prompts):
+        raise InputValueError("prompt: expected at least one non-empty prompt for the new segments")
+    if isinstance(hold_latent_frames, bool) or not isinstance(hold_latent_frames, int) \
+            or not 1 <= hold_latent_frames < model.spec.durations[0].frames // model.spec.vae_time_factor:
+        raise InputValueError(f"hold_latent_frames={hold_latent_frames!r}: expected a small integer >= 1")
+    if not 0 < to_seconds <= MAX_SECONDS:
+        raise InputValueError(f"--to {to_seconds:g} s: expected more than 0 and at most {MAX_SECONDS:g} s")
+    fps = model.spec.fps
+    total = round(to_seconds * fps)
+    if source is not None:
+        check_media_fits(model, source, "extend: input", need_sound=True, min_frames=held_frames(hold_latent_frames, model))
+        if total <= source.frames.shape[0]:
+            raise InputValueError(f"--to {to_seconds:g} s: the input {source.path} already lasts "
+                                  f"{source.frames.shape[0] / fps:.2f} s; expected a longer target")
+    start = source.frames.shape[0] if source is not None else segment_frames(model)
+    planned = plan_extension(model, start, total, hold_latent_frames) + (source is None)
+    run = _Run(model, decoders, settings, writer, progress, cancel, planned)
+    try:
+        if source is not None:
+            usable, tail = _first_tail(source.frames, source.sound, model, hold_latent_frames,
+                                       f"extend: input {source.path}")
+            run.write(source.frames[:usable], source.sound)
+        else:
+            height, width = writer.size
+            frames, sound = decode_segment(decoders, run.sample(prompts[0], [], height, width))
+            usable, tail = _first_tail(frames, sound, model, hold_latent_frames, "extend: first segment")
+            run.write(frames[:usable], sound, limit_frames=total)
+            run.report.segments += 1
+            prompts = prompts[1:] or prompts
+        _continue(run, tail, prompts, total, hold_latent_frames)
+    except GenerationInterrupted:
+        run.report.interrupted = True
+    return run.report
+
+
+# --------------------------------------------------------------------------------------------- A2V and foley
+
+def _preset_for(model: JointModel, duration: str | None) -> str:
+    return duration or model.spec.durations[0].name
+
+
+def animate(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sound: MediaClip, prompt: str, *,
+            duration: str | None = None, settings: Settings | None = None, progress: LongProgress | None = None,
+            cancel: Callable[[], bool] | None = None) -> RunReport:
+    """Audio-to-video: the given sound's audio latent held clean for the whole clip; frames generated to follow it.
+    The file carries the given sound (not its re-synthesis)."""
+    settings = settings or Settings()
+    if not prompt.strip():
+        raise InputValueError("--prompt: expected a non-empty prompt")
+    if sound.sound is None:
+        raise InputValueError(f"animate: --audio {sound.path}: has no sound")
+    preset = _preset_for(model, duration)
+    frames = api._frames(model, preset)
+    height, width = writer.size
+    template = api.empty_latent(model, preset, height, width)
+    length = template.audio.shape[1]
+    needed = _sample_at(frames - 1, model.spec.fps)
+    if len(sound.sound) < needed:
+        raise InputValueError(f"animate: --audio {sound.path} lasts {sound.sound_seconds:.2f} s, shorter than the "
+                              f"asked duration {preset} ({needed / MODEL_RATE:.2f} s of sound needed); give a longer "
+                              f"sound or a shorter --duration")
+    samples = length * model.spec.audio_samples_per_latent
+    clip_sound = np.pad(sound.sound[:samples], (0, max(0, samples - len(sound.sound))))
+    audio = encode_sound(decoders, clip_sound)[:, :length]
+    run = _Run(model, decoders, settings, writer, progress, cancel, planned=1)
+    try:
+        latent = run.sample(prompt, [WholeAudio(audio)], height, width, preset)
+        video = to_uint8(api.decode_video(decoders, latent))
+        run.write(video, sound.sound)
+        run.report.segments = 1
+    except GenerationInterrupted:
+        run.report.interrupted = True
+    return run.report
+
+
+def foley(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, video: MediaClip, prompt: str, *,
+          duration: str | None = None, settings: Settings | None = None, progress: LongProgress | None = None,
+          cancel: Callable[[], bool] | None = None) -> RunReport:
+    """Video-to-audio: the given video's latent held clean for the whole clip; its sound generated. The file
+    carries the given frames and the generated sound."""
+    settings = settings or Settings()
+    if not prompt.strip():
+        raise InputValueError("--prompt: expected a non-empty prompt")
+    preset = _preset_for(model, duration)
+    frames = api._frames(model, preset)
+    check_media_fits(model, video, "foley: input", need_sound=False)
+    if video.frames.shape[0] < frames:
+        raise InputValueError(f"foley: input {video.path}: {video.frames.shape[0]} frames "
+                              f"({video.frames.shape[0] / model.spec.fps:.2f} s), shorter than the asked duration "
+                              f"{preset} ({frames} frames); give a longer video or a shorter --duration")
+    clip = video.frames[:frames]
+    height, width = clip.shape[1:3]
+    latent_video = encode_frames(decoders, clip)
+    run = _Run(model, decoders, settings, writer, progress, cancel, planned=1)
+    try:
+        latent = run.sample(prompt, [WholeVideo(latent_video)], height, width, preset)
+        _, sound = decode_segment(decoders, latent)
+        run.write(clip, sound)
+        run.report.segments = 1
+    except GenerationInterrupted:
+        run.report.interrupted = True
+    return run.report
+
+
+# --------------------------------------------------------------------------------------------- multi-shot
+
+@dataclass(frozen=True)
+class Shot:
+    prompt: str
+    seconds: float
+
+
+def parse_shot(text: str) -> Shot:
+    """'PROMPT@DURATION' (e.g. 'a red ball bounces@2s') -> Shot; the last '@' splits."""
+    if "@" not in text:
+        raise InputValueError(f"--shot {text!r}: expected PROMPT@DURATION, e.g. 'a red ball bounces@2s'")
+    prompt, _, duration = text.rpartition("@")
+    if not prompt.strip():
+        raise InputValueError(f"--shot {text!r}: the prompt is empty; expected PROMPT@DURATION")
+    try:
+        seconds = parse_seconds(duration, "--shot duration")
+    except InputValueError:
+        raise InputValueError(f"--shot {text!r}: duration {duration!r} is not a duration above zero; expected e.g. "
+                              f"2s or 1.5") from None
+    return Shot(prompt.strip(), seconds)
+
+
+CARRY_CHOICES = ("subject", "none")
+
+
+def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray, sound: np.ndarray) -> ReferenceTokens:
+    """The subject of a shot as reference tokens, made the way a cameo profile is (cameo.encode): its sharpest
+    centred-subject crops and its longest voiced stretch; a shot without a voiced stretch carries its look only."""
+    from ..cameo.encode import encode_reference_media
+
+    fps = model.spec.fps
+    times = np.arange(len(frames)) / fps
+    try:
+        media = encode_reference_media(decoders.video_vae, decoders.audio_vae, frames, times, sound, max_frames=2,
+                                       voice_seconds=(0.5, 2.0))
+        audio = media.audio_latents[None]
+    except InputValueError as e:
+        log.info("shots: no voice carried from the shot (%s); carrying its look only", e)
+        from ..cameo.conditioning import encode_pictures
+        from ..cameo.reference_media import crop_side, pick_frames, square_crop
+        from ..cameo.encode import reference_grid
+
+        picks = pick_frames(frames, times, 2)
+        grid = reference_grid(decoders.video_vae)
+        side = min(256, max(grid, math.ceil(crop_side(frames.shape[1:], picks[0].box) / grid) * grid))
+        crops = np.stack([square_crop(frames[p.index], p.box, side) for p in picks])
+        return ReferenceTokens(video=encode_pictures(decoders.video_vae, crops)[None], audio=None,
+                               guided=model.spec.reference_guidance)
+    return ReferenceTokens(video=media.video_latents[None], audio=audio, guided=model.spec.reference_guidance)
+
+
+def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, shot_list: Sequence[Shot], *,
+          carry: str = "subject", hold_latent_frames: int = 1, settings: Settings | None = None,
+          progress: LongProgress | None = None, cancel: Callable[[], bool] | None = None) -> RunReport:
+    """A film of several shots joined with hard cuts. carry="subject": every shot after the first holds the first
+    shot's subject (look and voice) as reference tokens; "none": each shot stands alone. A shot longer than one
+    segment is extended (as `extend`) with its own prompt."""
+    settings = settings or Settings()
+    if not shot_list:
+        raise InputValueError("--shot: expected at least one PROMPT@DURATION")
+    if carry not in CARRY_CHOICES:
+        raise InputValueError(f"carry={carry!r}: expected one of {', '.join(CARRY_CHOICES)}")
+    for i, shot in enumerate(shot_list):
+        if not shot.prompt.strip():
+            raise InputValueError(f"--shot {i + 1}: the prompt is empty")
+        if not 0 < shot.seconds <= MAX_SECONDS:
+            raise InputValueError(f"--shot {i + 1} ({shot.prompt!r}): duration {shot.seconds:g} s, expected more "
+                                  f"than 0 and at most {MAX_SECONDS:g} s")
+    fps = model.spec.fps
+    planned = sum(1 + plan_extension(model, segment_frames(model), round(s.seconds * fps), hold_latent_frames)
+                  for s in shot_list)
+    run = _Run(model, decoders, settings, writer, progress, cancel, planned)
+    height, width = writer.size
+    references = None
+    try:
+        for i, shot in enumerate(shot_list):
+            end = run.writer.frames_written + max(1, round(shot.seconds * fps))
+            if i:
+                run.report.cuts.append(run.writer.frames_written)
+            items = [references] if references is not None else []
+            frames, sound = decode_segment(decoders, run.sample(shot.prompt, items, height, width,
+                                                                 seed_offset=run.report.segments))
+            usable, tail = _first_tail(frames, sound, model, hold_latent_frames, f"shot {i + 1}")
+            if i == 0 and carry == "subject":
+                references = subject_reference(model, decoders, frames, sound)
+            run.write(frames[:usable], sound, limit_frames=end)
+            run.report.segments += 1
+            if run.writer.frames_written < end:
+                _continue(run, tail, [shot.prompt], end, hold_latent_frames, references)
+    except GenerationInterrupted:
+        run.report.interrupted = True
+    return run.report
