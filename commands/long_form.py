@@ -55,17 +55,19 @@ def register(subparsers) -> None:
                               description="Generate video for a given sound (WAV, FLAC, or a video's soundtrack); "
                                           "the sound is held clean for the whole clip.")
     p.add_argument("--audio", required=True, help="sound file or video with sound")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--duration", help="a duration preset of the model (default: its first, 2s on the default model)")
-    _common(p, size=True)
+    p.add_argument("--prompt", action="append", required=True,
+                   help="the scene (repeat for one per segment of a long sound, the last repeats)")
+    p.add_argument("--to", help="duration to animate, e.g. 2s (default: the whole sound)")
+    _common(p, size=True, hold=True)
     p.set_defaults(func=run_animate)
 
     p = subparsers.add_parser("foley", help="video-to-audio: the sound of a given video",
                               description="Generate the sound of a video (its frames held clean).")
     p.add_argument("input", help="a video at the model's frame rate and a size it takes")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--duration", help="a duration preset of the model (default: its first)")
-    _common(p)
+    p.add_argument("--prompt", action="append", required=True,
+                   help="the sound to make (repeat for one per segment of a long video, the last repeats)")
+    p.add_argument("--to", help="duration to give sound, e.g. 2s (default: the whole video)")
+    _common(p, hold=True)
     p.set_defaults(func=run_foley)
 
     p = subparsers.add_parser("shots", help="a film of several shots joined with hard cuts",
@@ -237,8 +239,9 @@ def run_animate(args, cancel=None) -> int:
         from ..errors import InputValueError
         from ..pipeline import long_form
 
-        if not args.prompt.strip():
+        if any(not p.strip() for p in args.prompt):
             raise InputValueError("animate: --prompt is empty")
+        to_seconds = long_form.parse_seconds(args.to) if args.to else None
         sound = read_media(args.audio, "animate: --audio")
         if sound.sound is None:
             raise InputValueError(f"animate: --audio {args.audio}: has no sound track")
@@ -246,9 +249,9 @@ def run_animate(args, cancel=None) -> int:
         settings = _settings(args)
         job = _Job(model, decoders, _size_for(model, args), settings,
                    lambda writer, progress, cancel_: long_form.animate(
-                       model, decoders, writer, sound, args.prompt, duration=args.duration, settings=settings,
-                       progress=progress, cancel=cancel_))
-        return _run(args, "animate", [args.prompt], job, {"audio_from": _source_entry(args.audio)}, cancel)
+                       model, decoders, writer, sound, args.prompt, to_seconds=to_seconds,
+                       hold_latent_frames=args.hold, settings=settings, progress=progress, cancel=cancel_))
+        return _run(args, "animate", args.prompt, job, {"audio_from": _source_entry(args.audio)}, cancel)
 
     return _guard(body)
 
@@ -259,17 +262,18 @@ def run_foley(args, cancel=None) -> int:
         from ..errors import InputValueError
         from ..pipeline import long_form
 
-        if not args.prompt.strip():
+        if any(not p.strip() for p in args.prompt):
             raise InputValueError("foley: --prompt is empty")
+        to_seconds = long_form.parse_seconds(args.to) if args.to else None
         video = read_media(args.input, "foley: input")
         model, decoders = _load(args)
         long_form.check_media_fits(model, video, "foley: input", need_sound=False)
         settings = _settings(args)
         job = _Job(model, decoders, _size_for(model, args, video), settings,
                    lambda writer, progress, cancel_: long_form.foley(
-                       model, decoders, writer, video, args.prompt, duration=args.duration, settings=settings,
-                       progress=progress, cancel=cancel_))
-        return _run(args, "foley", [args.prompt], job, {"video_from": _source_entry(args.input)}, cancel)
+                       model, decoders, writer, video, args.prompt, to_seconds=to_seconds,
+                       hold_latent_frames=args.hold, settings=settings, progress=progress, cancel=cancel_))
+        return _run(args, "foley", args.prompt, job, {"video_from": _source_entry(args.input)}, cancel)
 
     return _guard(body)
 

@@ -31,7 +31,8 @@ import torch
 from ..audio.av_stream import MODEL_RATE, MediaClip, StreamingMP4Writer
 from ..audio.mmaudio_vae import decode_audio_latent, encode_audio
 from ..errors import GenerationInterrupted, InputShapeError, InputValueError
-from ..samplers import ReferenceTokens, SegmentTail, WholeAudio, WholeVideo, audio_positions_covering
+from ..samplers import (AudioSpan, ReferenceTokens, SegmentTail, VideoFrames, WholeAudio, WholeVideo,
+                        audio_positions_covering)
 from . import api
 from .types import Decoders, JointLatent, JointModel
 
@@ -241,38 +242,96 @@ class _Tail:
     sound: np.ndarray  # 16 kHz from the first of those frames to the end of the segment's sound
 
 
-def _continue(run: _Run, tail: _Tail, prompts: Sequence[str], total_frames: int, hold: int,
-              references: ReferenceTokens | None = None, seed_offset: int = 0) -> _Tail:
-    """Extend the film from `tail` with segments until `total_frames` are written; returns the last tail."""
+@dataclass(eq=False)
+class _Given:
+    """Media held for the whole film: a sound (audio-to-video) or frames (foley), on the film's timeline."""
+
+    frames: np.ndarray | None = None  # uint8 [T, H, W, 3]
+    sound: np.ndarray | None = None  # 16 kHz mono
+
+
+def _window(given: _Given, start_frame: int, frames: int, samples: int, fps: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The given media under one segment starting at `start_frame`, padded past the end (repeated last frame,
+    silence); what lies past the end is never written, the film ends with the given media."""
+    video = sound = None
+    if given.frames is not None:
+        video = given.frames[start_frame:start_frame + frames]
+        if len(video) < frames:
+            video = np.concatenate([video, np.repeat(given.frames[-1:], frames - len(video), axis=0)])
+    if given.sound is not None:
+        a0 = _sample_at(start_frame, fps)
+        sound = given.sound[a0:a0 + samples]
+        sound = np.pad(sound, (0, samples - len(sound)))
+    return video, sound
+
+
+
+def _segment(run: _Run, prompt: str, given: _Given, start_frame: int, tail: _Tail | None, hold: int,
+             references: ReferenceTokens | None, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sample and decode one segment that starts at film frame `start_frame`; returns its frames and sound, with
+    the given media in place of the generated where given."""
     model = run.model
     n, m = held_frames(hold, model), _held_audio(model, hold)
-    samples_per_latent = model.spec.audio_samples_per_latent
-    height, width = tail.frames.shape[1:3]
+    spl = model.spec.audio_samples_per_latent
+    frames_n = segment_frames(model)
+    length = api.empty_latent(model, api.MODEL_DURATION, *size).audio.shape[1]
+    given_video, given_sound = _window(given, start_frame, frames_n, length * spl, model.spec.fps)
+    items: list = []
+    if given_sound is not None:
+        items.append(WholeAudio(encode_sound(run.decoders, given_sound)[:, :length]))
+    if given_video is not None:
+        items.append(WholeVideo(encode_frames(run.decoders, given_video)))
+    if tail is not None:
+        if len(tail.sound) < m * spl:
+            raise InputShapeError(f"extension: {len(tail.sound)} samples of sound after the held frames, expected "
+                                  f"at least {m * spl} to cover them")
+        video = encode_frames(run.decoders, tail.frames) if given_video is None else None
+        audio = encode_sound(run.decoders, tail.sound[:m * spl]) if given_sound is None else None
+        if video is not None and audio is not None:
+            items.append(SegmentTail(video, audio, min_audio=m))
+        elif video is not None:
+            items.append(VideoFrames(video, 0))
+        elif audio is not None:
+            items.append(AudioSpan(audio, 0))
+    if references is not None:
+        items.append(references)
+    latent = run.sample(prompt, items, *size, seed_offset=run.report.segments)
+    frames, sound = decode_segment(run.decoders, latent)
+    if given_video is not None:
+        frames = given_video
+    if given_sound is not None:
+        sound = given_sound
+    return frames, sound
+
+
+def _film(run: _Run, prompts: Sequence[str], total_frames: int, hold: int, size: tuple[int, int], *,
+          given: _Given | None = None, tail: _Tail | None = None, references: ReferenceTokens | None = None) -> None:
+    """Write segments until the film reaches `total_frames`: the first from nothing (or continuing `tail`, the end
+    of what is written), each next one holding the previous one's tail."""
+    model = run.model
+    given = given or _Given()
+    n, m = held_frames(hold, model), _held_audio(model, hold)
+    held_samples = m * model.spec.audio_samples_per_latent
+    fps = model.spec.fps
     index = 0
     while run.writer.frames_written < total_frames:
-        if len(tail.sound) < m * samples_per_latent:
-            raise InputShapeError(f"extension: {len(tail.sound)} samples of sound after the held frames, expected at "
-                                  f"least {m * samples_per_latent} to cover them")
-        video = encode_frames(run.decoders, tail.frames)
-        audio = encode_sound(run.decoders, tail.sound[:m * samples_per_latent])
-        items = [SegmentTail(video, audio, min_audio=m)]
-        if references is not None:
-            items.append(references)
         prompt = prompts[min(index, len(prompts) - 1)]
-        latent = run.sample(prompt, items, height, width, seed_offset=seed_offset + run.report.segments)
-        frames, sound = decode_segment(run.decoders, latent)
-        usable = _usable_frames(len(frames), len(sound), model.spec.fps, n, m * samples_per_latent)
-        if usable <= n:
-            raise InputShapeError(f"extension: a segment of {len(frames)} frames adds nothing after {n} held frames")
-        # the held frames were written already (they are the previous segment's); the sound switches at their end
-        switch = _sample_at(n, model.spec.fps)
-        run.report.seams.append(run.writer.frames_written)
-        run.write(frames[n:usable], sound[switch:], limit_frames=total_frames)
+        start = run.writer.frames_written - (n if tail is not None else 0)
+        frames, sound = _segment(run, prompt, given, start, tail, hold, references, size)
+        usable = _usable_frames(len(frames), len(sound), fps, n, held_samples)
+        if tail is None:
+            if usable < n:
+                raise InputShapeError(f"a segment of {len(frames)} frames has too little sound to hold its last {n}")
+            run.write(frames[:usable], sound, limit_frames=total_frames)
+        else:
+            if usable <= n:
+                raise InputShapeError(f"extension: a segment of {len(frames)} frames adds nothing after {n} held frames")
+            # the held frames were written already (they are the previous segment's); the sound switches at their end
+            run.report.seams.append(run.writer.frames_written)
+            run.write(frames[n:usable], sound[_sample_at(n, fps):], limit_frames=total_frames)
         run.report.segments += 1
         index += 1
-        start = _sample_at(usable - n, model.spec.fps)
-        tail = _Tail(frames[usable - n:usable].copy(), sound[start:].copy())
-    return tail
+        tail = _Tail(frames[usable - n:usable].copy(), sound[_sample_at(usable - n, fps):].copy())
 
 
 def _first_tail(frames: np.ndarray, sound: np.ndarray, model: JointModel, hold: int, what: str) -> tuple[int, _Tail]:
@@ -290,11 +349,33 @@ def _first_tail(frames: np.ndarray, sound: np.ndarray, model: JointModel, hold: 
 
 # --------------------------------------------------------------------------------------------- extension
 
-def plan_extension(model: JointModel, start_frames: int, total_frames: int, hold: int) -> int:
+def plan_segments(model: JointModel, start_frames: int, total_frames: int, hold: int) -> int:
     """Segments needed to grow a film of `start_frames` to `total_frames` (a planning figure for progress)."""
     n = held_frames(hold, model)
     per = segment_frames(model) - n - 2  # a segment's sound ends 1-2 frames before its last frame
-    return max(0, math.ceil((total_frames - start_frames) / max(1, per)))
+    first = 0
+    if start_frames == 0:
+        first, start_frames = 1, segment_frames(model) - 1
+    return first + max(0, math.ceil((total_frames - start_frames) / max(1, per)))
+
+
+def _check_hold(model: JointModel, hold: int) -> None:
+    if isinstance(hold, bool) or not isinstance(hold, int) \
+            or not 1 <= hold < (segment_frames(model) - 1) // model.spec.vae_time_factor:
+        raise InputValueError(f"hold_latent_frames={hold!r}: expected a small integer >= 1 (less than half a segment)")
+
+
+def _check_prompts(prompts: Sequence[str]) -> list[str]:
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise InputValueError("--prompt: expected at least one prompt, none of them empty")
+    return prompts
+
+
+def _total_frames(model: JointModel, to_seconds: float, what: str = "--to") -> int:
+    if not 0 < to_seconds <= MAX_SECONDS:
+        raise InputValueError(f"{what} {to_seconds:g} s: expected more than 0 and at most {MAX_SECONDS:g} s")
+    return max(1, round(to_seconds * model.spec.fps))
 
 
 def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
@@ -309,36 +390,25 @@ def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *,
     holds every finished segment (the caller commits it). Other errors propagate (the caller aborts the writer).
     """
     settings = settings or Settings()
-    if not prompts or any(not p.strip() for p in prompts):
-        raise InputValueError("prompt: expected at least one non-empty prompt for the new segments")
-    if isinstance(hold_latent_frames, bool) or not isinstance(hold_latent_frames, int) \
-            or not 1 <= hold_latent_frames < model.spec.durations[0].frames // model.spec.vae_time_factor:
-        raise InputValueError(f"hold_latent_frames={hold_latent_frames!r}: expected a small integer >= 1")
-    if not 0 < to_seconds <= MAX_SECONDS:
-        raise InputValueError(f"--to {to_seconds:g} s: expected more than 0 and at most {MAX_SECONDS:g} s")
-    fps = model.spec.fps
-    total = round(to_seconds * fps)
+    prompts = _check_prompts(prompts)
+    _check_hold(model, hold_latent_frames)
+    total = _total_frames(model, to_seconds)
     if source is not None:
-        check_media_fits(model, source, "extend: input", need_sound=True, min_frames=held_frames(hold_latent_frames, model))
+        check_media_fits(model, source, "extend: input", need_sound=True,
+                         min_frames=held_frames(hold_latent_frames, model))
         if total <= source.frames.shape[0]:
             raise InputValueError(f"--to {to_seconds:g} s: the input {source.path} already lasts "
-                                  f"{source.frames.shape[0] / fps:.2f} s; expected a longer target")
-    start = source.frames.shape[0] if source is not None else segment_frames(model)
-    planned = plan_extension(model, start, total, hold_latent_frames) + (source is None)
-    run = _Run(model, decoders, settings, writer, progress, cancel, planned)
+                                  f"{source.frames.shape[0] / model.spec.fps:.2f} s; expected a longer target")
+    start = source.frames.shape[0] if source is not None else 0
+    run = _Run(model, decoders, settings, writer, progress, cancel,
+               plan_segments(model, start, total, hold_latent_frames))
     try:
+        tail = None
         if source is not None:
             usable, tail = _first_tail(source.frames, source.sound, model, hold_latent_frames,
                                        f"extend: input {source.path}")
             run.write(source.frames[:usable], source.sound)
-        else:
-            height, width = writer.size
-            frames, sound = decode_segment(decoders, run.sample(prompts[0], [], height, width))
-            usable, tail = _first_tail(frames, sound, model, hold_latent_frames, "extend: first segment")
-            run.write(frames[:usable], sound, limit_frames=total)
-            run.report.segments += 1
-            prompts = prompts[1:] or prompts
-        _continue(run, tail, prompts, total, hold_latent_frames)
+        _film(run, prompts, total, hold_latent_frames, writer.size, tail=tail)
     except GenerationInterrupted:
         run.report.interrupted = True
     return run.report
@@ -346,68 +416,51 @@ def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *,
 
 # --------------------------------------------------------------------------------------------- A2V and foley
 
-def _preset_for(model: JointModel, duration: str | None) -> str:
-    return duration or model.spec.durations[0].name
-
-
-def animate(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sound: MediaClip, prompt: str, *,
-            duration: str | None = None, settings: Settings | None = None, progress: LongProgress | None = None,
+def animate(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sound: MediaClip,
+            prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = 1,
+            settings: Settings | None = None, progress: LongProgress | None = None,
             cancel: Callable[[], bool] | None = None) -> RunReport:
-    """Audio-to-video: the given sound's audio latent held clean for the whole clip; frames generated to follow it.
-    The file carries the given sound (not its re-synthesis)."""
+    """Audio-to-video: the given sound's audio latent held clean for every segment (a longer sound is covered by
+    segments chained as in `extend`, each also holding the previous one's last frames); frames generated to follow
+    it. The file carries the given sound (not its re-synthesis). to_seconds: default the sound's length."""
     settings = settings or Settings()
-    if not prompt.strip():
-        raise InputValueError("--prompt: expected a non-empty prompt")
+    prompts = _check_prompts(prompts)
+    _check_hold(model, hold_latent_frames)
     if sound.sound is None:
         raise InputValueError(f"animate: --audio {sound.path}: has no sound")
-    preset = _preset_for(model, duration)
-    frames = api._frames(model, preset)
-    height, width = writer.size
-    template = api.empty_latent(model, preset, height, width)
-    length = template.audio.shape[1]
-    needed = _sample_at(frames - 1, model.spec.fps)
-    if len(sound.sound) < needed:
+    seconds = sound.sound_seconds if to_seconds is None else to_seconds
+    total = _total_frames(model, seconds)
+    if _sample_at(total, model.spec.fps) > len(sound.sound) + 1:
         raise InputValueError(f"animate: --audio {sound.path} lasts {sound.sound_seconds:.2f} s, shorter than the "
-                              f"asked duration {preset} ({needed / MODEL_RATE:.2f} s of sound needed); give a longer "
-                              f"sound or a shorter --duration")
-    samples = length * model.spec.audio_samples_per_latent
-    clip_sound = np.pad(sound.sound[:samples], (0, max(0, samples - len(sound.sound))))
-    audio = encode_sound(decoders, clip_sound)[:, :length]
-    run = _Run(model, decoders, settings, writer, progress, cancel, planned=1)
+                              f"asked duration {seconds:g} s; give a longer sound or a shorter --to")
+    run = _Run(model, decoders, settings, writer, progress, cancel, plan_segments(model, 0, total, hold_latent_frames))
     try:
-        latent = run.sample(prompt, [WholeAudio(audio)], height, width, preset)
-        video = to_uint8(api.decode_video(decoders, latent))
-        run.write(video, sound.sound)
-        run.report.segments = 1
+        _film(run, prompts, total, hold_latent_frames, writer.size, given=_Given(sound=sound.sound))
     except GenerationInterrupted:
         run.report.interrupted = True
     return run.report
 
 
-def foley(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, video: MediaClip, prompt: str, *,
-          duration: str | None = None, settings: Settings | None = None, progress: LongProgress | None = None,
+def foley(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, video: MediaClip,
+          prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = 1,
+          settings: Settings | None = None, progress: LongProgress | None = None,
           cancel: Callable[[], bool] | None = None) -> RunReport:
-    """Video-to-audio: the given video's latent held clean for the whole clip; its sound generated. The file
-    carries the given frames and the generated sound."""
+    """Video-to-audio: the given video's latent held clean for every segment (a longer video is covered by segments
+    chained as in `extend`, each also holding the sound under the previous one's last frames); its sound generated.
+    The file carries the given frames and the generated sound. to_seconds: default the video's length."""
     settings = settings or Settings()
-    if not prompt.strip():
-        raise InputValueError("--prompt: expected a non-empty prompt")
-    preset = _preset_for(model, duration)
-    frames = api._frames(model, preset)
+    prompts = _check_prompts(prompts)
+    _check_hold(model, hold_latent_frames)
     check_media_fits(model, video, "foley: input", need_sound=False)
-    if video.frames.shape[0] < frames:
-        raise InputValueError(f"foley: input {video.path}: {video.frames.shape[0]} frames "
-                              f"({video.frames.shape[0] / model.spec.fps:.2f} s), shorter than the asked duration "
-                              f"{preset} ({frames} frames); give a longer video or a shorter --duration")
-    clip = video.frames[:frames]
-    height, width = clip.shape[1:3]
-    latent_video = encode_frames(decoders, clip)
-    run = _Run(model, decoders, settings, writer, progress, cancel, planned=1)
+    available = video.frames.shape[0]
+    total = _total_frames(model, available / model.spec.fps if to_seconds is None else to_seconds)
+    if total > available:
+        raise InputValueError(f"foley: input {video.path}: {available} frames ({available / model.spec.fps:.2f} s), "
+                              f"shorter than the asked duration {to_seconds:g} s ({total} frames); give a longer "
+                              f"video or a shorter --to")
+    run = _Run(model, decoders, settings, writer, progress, cancel, plan_segments(model, 0, total, hold_latent_frames))
     try:
-        latent = run.sample(prompt, [WholeVideo(latent_video)], height, width, preset)
-        _, sound = decode_segment(decoders, latent)
-        run.write(clip, sound)
-        run.report.segments = 1
+        _film(run, prompts, total, hold_latent_frames, writer.size, given=_Given(frames=video.frames))
     except GenerationInterrupted:
         run.report.interrupted = True
     return run.report
@@ -483,26 +536,25 @@ def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sho
             raise InputValueError(f"--shot {i + 1} ({shot.prompt!r}): duration {shot.seconds:g} s, expected more "
                                   f"than 0 and at most {MAX_SECONDS:g} s")
     fps = model.spec.fps
-    planned = sum(1 + plan_extension(model, segment_frames(model), round(s.seconds * fps), hold_latent_frames)
-                  for s in shot_list)
+    planned = sum(plan_segments(model, 0, round(s.seconds * fps), hold_latent_frames) for s in shot_list)
     run = _Run(model, decoders, settings, writer, progress, cancel, planned)
-    height, width = writer.size
     references = None
     try:
         for i, shot in enumerate(shot_list):
-            end = run.writer.frames_written + max(1, round(shot.seconds * fps))
+            start = run.writer.frames_written
+            end = start + max(1, round(shot.seconds * fps))
             if i:
-                run.report.cuts.append(run.writer.frames_written)
-            items = [references] if references is not None else []
-            frames, sound = decode_segment(decoders, run.sample(shot.prompt, items, height, width,
-                                                                 seed_offset=run.report.segments))
-            usable, tail = _first_tail(frames, sound, model, hold_latent_frames, f"shot {i + 1}")
+                run.report.cuts.append(start)
             if i == 0 and carry == "subject":
+                # the first shot's first segment is sampled alone, so its subject can be carried from it
+                frames, sound = _segment(run, shot.prompt, _Given(), 0, None, hold_latent_frames, None, writer.size)
                 references = subject_reference(model, decoders, frames, sound)
-            run.write(frames[:usable], sound, limit_frames=end)
-            run.report.segments += 1
-            if run.writer.frames_written < end:
-                _continue(run, tail, [shot.prompt], end, hold_latent_frames, references)
+                usable, tail = _first_tail(frames, sound, model, hold_latent_frames, "shot 1")
+                run.write(frames[:usable], sound, limit_frames=end)
+                run.report.segments += 1
+                _film(run, [shot.prompt], end, hold_latent_frames, writer.size, tail=tail)
+            else:
+                _film(run, [shot.prompt], end, hold_latent_frames, writer.size, references=references)
     except GenerationInterrupted:
         run.report.interrupted = True
     return run.report

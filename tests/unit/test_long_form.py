@@ -166,7 +166,7 @@ def test_animate_holds_the_given_sound_and_writes_it(tmp_path, monkeypatch, toy_
     held = next(i for i in items if isinstance(i, WholeAudio))
     assert torch.equal(latent.audio, held.latent)
     frames, sound, fps, rate = read_mp4(out)
-    assert len(frames) == 25 and rate == MODEL_RATE
+    assert len(frames) == 24 and rate == MODEL_RATE  # 2.0 s of sound at 12 fps
     n = min(len(toy_clip.audio), sound.shape[1]) - 2048
     corr = np.corrcoef(sound[0, 1024:n], toy_clip.audio[1024:n])[0, 1]
     assert corr > 0.9, f"the written sound is not the given one (correlation {corr:.2f})"
@@ -184,6 +184,41 @@ def test_foley_holds_the_given_frames_and_writes_them(tmp_path, monkeypatch, toy
     frames_out, sound, _, rate = read_mp4(out)
     assert len(frames_out) == 25 and sound is not None and rate == MODEL_RATE
     assert np.abs(frames_out.astype(float) - frames_in.astype(float)).mean() < 4.0
+
+
+def test_a_long_sound_is_animated_in_segments_each_holding_its_sound_and_the_last_frame(tmp_path, monkeypatch,
+                                                                                       toy_clip):
+    spy = SampleSpy(monkeypatch)
+    wav = tmp_path / "long.wav"
+    sound = np.concatenate([toy_clip.audio, toy_clip.audio])
+    write_audio(wav, {"waveform": torch.from_numpy(sound)[None, None], "sample_rate": MODEL_RATE})
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
+    assert probe_mp4(tmp_path / "a.mp4")["video"][0]["frames"] == 48 and len(spy.calls) == 3
+    items, latent = spy.calls[1]
+    kinds = sorted(type(i).__name__ for i in items)
+    assert kinds == ["VideoFrames", "WholeAudio"]
+    for item in items:
+        if isinstance(item, WholeAudio):
+            assert torch.equal(latent.audio, item.latent)
+        else:
+            assert torch.equal(latent.video[:, :, :1], item.latent)
+
+
+def test_a_long_video_gets_its_sound_in_segments_each_holding_its_frames_and_the_sound_before(tmp_path, monkeypatch,
+                                                                                           toy_clip):
+    spy = SampleSpy(monkeypatch)
+    source = write_toy(tmp_path / "long.mp4", toy_clip, sound=False,
+                       frames=np.concatenate([toy_clip.frames, toy_clip.frames[1:]]))
+    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "f.mp4") == 0
+    info = probe_mp4(tmp_path / "f.mp4")
+    assert info["video"][0]["frames"] == 49 and abs(info["audio"][0]["duration"] - 49 / FPS) <= 1 / FPS
+    items, latent = spy.calls[1]
+    assert sorted(type(i).__name__ for i in items) == ["AudioSpan", "WholeVideo"]
+    for item in items:
+        if isinstance(item, WholeVideo):
+            assert torch.equal(latent.video, item.latent)
+        else:
+            assert torch.equal(latent.audio[:, :3], item.latent)
 
 
 # --------------------------------------------------------------------------------------------- multi-shot
@@ -243,17 +278,17 @@ def test_extend_refuses_bad_input_naming_it(tmp_path, capsys, toy_clip, case, me
 def test_animate_refuses_sound_shorter_than_the_asked_duration(tmp_path, capsys, toy_clip):
     wav = tmp_path / "short.wav"
     write_audio(wav, {"waveform": torch.from_numpy(toy_clip.audio[:MODEL_RATE])[None, None], "sample_rate": MODEL_RATE})
-    rc = cli("animate", "--audio", wav, "--prompt", BOUNCE, "--duration", "2s", "--out", tmp_path / "o.mp4")
+    rc = cli("animate", "--audio", wav, "--prompt", BOUNCE, "--to", "2s", "--out", tmp_path / "o.mp4")
     err = capsys.readouterr().err
-    assert rc == 2 and "short.wav lasts 1.00 s, shorter than the asked duration 2s" in err, err
+    assert rc == 2 and "short.wav lasts 1.00 s, shorter than the asked duration 2 s" in err, err
     only_inputs(tmp_path, "short.wav")
 
 
 def test_foley_refuses_a_video_shorter_than_the_asked_duration(tmp_path, capsys, toy_clip):
     source = write_toy(tmp_path / "short.mp4", toy_clip, frames=toy_clip.frames[:13])
-    rc = cli("foley", source, "--prompt", BOUNCE, "--duration", "2s", "--out", tmp_path / "o.mp4")
+    rc = cli("foley", source, "--prompt", BOUNCE, "--to", "2s", "--out", tmp_path / "o.mp4")
     err = capsys.readouterr().err
-    assert rc == 2 and "short.mp4: 13 frames" in err and "shorter than the asked duration 2s" in err, err
+    assert rc == 2 and "short.mp4: 13 frames" in err and "shorter than the asked duration 2 s" in err, err
     only_inputs(tmp_path, "short.mp4")
 
 
