@@ -3,7 +3,8 @@
 import importlib
 
 BENCHMARKS = {"dit": "DiT forward time per step, peak memory, and peak RSS while loading a checkpoint",
-              "decode": "video/audio decode time and peak memory for 1x, 2x, 4x clip lengths"}
+              "decode": "video/audio decode time and peak memory for 1x, 2x, 4x clip lengths",
+              "long_form": "extend/animate/foley/shots: peak memory and time per output second at 1x, 2x, 4x length"}
 
 
 def register_benchmarks(subparsers) -> None:
