@@ -493,29 +493,30 @@ CARRY_CHOICES = ("subject", "none")
 
 
 def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray, sound: np.ndarray) -> ReferenceTokens:
-    """The subject of a shot as reference tokens, made the way a cameo profile is (cameo.encode): its sharpest
-    centred-subject crops and its longest voiced stretch; a shot without a voiced stretch carries its look only."""
-    from ..cameo.encode import encode_reference_media
+    """The subject of a shot as reference tokens, picked the way a cameo profile's are (cameo.reference_media): its
+    sharpest centred-subject crops (the whole middle frame when no subject is centred) and its longest voiced
+    stretch (none when the shot has no voice: then only its look is carried)."""
+    from ..cameo.conditioning import encode_pictures
+    from ..cameo.encode import MAX_REFERENCE_SIZE, reference_grid
+    from ..cameo.reference_media import VOICE_RATE, crop_side, pick_frames, square_crop, voiced_segment
 
-    fps = model.spec.fps
-    times = np.arange(len(frames)) / fps
+    times = np.arange(len(frames)) / model.spec.fps
+    grid = reference_grid(decoders.video_vae)
     try:
-        media = encode_reference_media(decoders.video_vae, decoders.audio_vae, frames, times, sound, max_frames=2,
-                                       voice_seconds=(0.5, 2.0))
-        audio = media.audio_latents[None]
+        picks = pick_frames(frames, times, 2)
+        side = min(MAX_REFERENCE_SIZE, max(grid, math.ceil(crop_side(frames.shape[1:], picks[0].box) / grid) * grid))
+        crops = np.stack([square_crop(frames[p.index], p.box, side) for p in picks])
+    except InputValueError as e:
+        log.info("shots: no centred subject picked (%s); carrying the whole middle frame", e)
+        crops = frames[len(frames) // 2][None]
+    audio = None
+    try:
+        segment = voiced_segment(sound, 0.5, 2.0)
+        audio = encode_audio(decoders.audio_vae, torch.from_numpy(segment.waveform)[None], VOICE_RATE).float().cpu()
     except InputValueError as e:
         log.info("shots: no voice carried from the shot (%s); carrying its look only", e)
-        from ..cameo.conditioning import encode_pictures
-        from ..cameo.reference_media import crop_side, pick_frames, square_crop
-        from ..cameo.encode import reference_grid
-
-        picks = pick_frames(frames, times, 2)
-        grid = reference_grid(decoders.video_vae)
-        side = min(256, max(grid, math.ceil(crop_side(frames.shape[1:], picks[0].box) / grid) * grid))
-        crops = np.stack([square_crop(frames[p.index], p.box, side) for p in picks])
-        return ReferenceTokens(video=encode_pictures(decoders.video_vae, crops)[None], audio=None,
-                               guided=model.spec.reference_guidance)
-    return ReferenceTokens(video=media.video_latents[None], audio=audio, guided=model.spec.reference_guidance)
+    return ReferenceTokens(video=encode_pictures(decoders.video_vae, crops)[None], audio=audio,
+                           guided=model.spec.reference_guidance)
 
 
 def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, shot_list: Sequence[Shot], *,
