@@ -35,7 +35,8 @@ def seam_figures(frames, sound, fps: float, sample_rate: int, seams: Sequence[in
 
     colour_kept: share of later segments whose detected colour is the first segment's; offsets: per segment;
     seam_changes / inside_changes: frame change at each seam pair (s-1, s) and at every other pair;
-    seams_within_range: share of seam changes not above the largest change inside segments."""
+    seams_within_range: share of seam changes not above the largest change inside segments; audio_seam_jumps: the
+    sample step where the sound switches segments, against audio_step_p99 (99th percentile of all other steps)."""
     raw, f = np.asarray(frames), as_frames(frames)
     x = np.asarray(sound, np.float64).reshape(-1)
     rows = []
@@ -50,6 +51,12 @@ def seam_figures(frames, sound, fps: float, sample_rate: int, seams: Sequence[in
     seam_pairs = [s - 1 for s in seams if 0 < s < len(f)]
     inside = np.delete(changes, seam_pairs)
     seam_changes = changes[seam_pairs]
+    # the sound switches from one segment to the next at a sample; a click there is a jump larger than the
+    # sample-to-sample steps elsewhere
+    steps = np.abs(np.diff(x))
+    switch = [round(s * sample_rate / fps) - 1 for s in seams if 0 < round(s * sample_rate / fps) - 1 < steps.size]
+    audio_jumps = steps[switch] if switch else np.zeros(0)
+    audio_p99 = float(np.percentile(np.delete(steps, switch), 99)) if steps.size > len(switch) else math.nan
     first = rows[0]["colour"]
     later = rows[1:]
     limit = float(inside.max()) if inside.size else math.nan
@@ -60,6 +67,8 @@ def seam_figures(frames, sound, fps: float, sample_rate: int, seams: Sequence[in
         "inside_changes_median": float(np.median(inside)) if inside.size else math.nan,
         "inside_changes_max": limit,
         "seams_within_range": float(np.mean(seam_changes <= limit)) if seam_changes.size else math.nan,
+        "audio_seam_jumps": audio_jumps.tolist(),
+        "audio_step_p99": audio_p99,
         "first_abs_offset": abs(rows[0]["offset"]),
         "extended_median_abs_offset": _nanmedian([abs(r["offset"]) for r in later]),
     }

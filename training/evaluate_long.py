@@ -248,7 +248,9 @@ def summary(name: str, result: dict) -> str:
         seams = np.asarray(f["seam_changes"])
         lines.append(f"    {f['caption'][:60]:<60} {f['seconds']:.1f} s, seams median change "
                      f"{np.median(seams):.1f} vs inside median {f['inside_changes_median']:.1f} "
-                     f"(max {f['inside_changes_max']:.1f}), colour kept {f['colour_kept']:.0%}")
+                     f"(max {f['inside_changes_max']:.1f}), colour kept {f['colour_kept']:.0%}, sound switch steps "
+                     f"median {np.median(f['audio_seam_jumps']) if f['audio_seam_jumps'] else float('nan'):.3f} vs "
+                     f"p99 of other steps {f['audio_step_p99']:.3f}")
     return "\n".join(lines)
 
 
