@@ -321,3 +321,30 @@ def test_parse_seconds():
     assert long_form.parse_seconds("1.5") == 1.5
     with pytest.raises(Exception, match="--to='-3s'"):
         long_form.parse_seconds("-3s")
+
+
+# --------------------------------------------------------------------------------------------- graph latents
+
+def test_graph_latents_hold_what_they_were_given(parts, toy_clip):
+    model, decoders = parts
+    images = torch.from_numpy(toy_clip.frames).float() / 255
+    audio = {"waveform": torch.from_numpy(toy_clip.audio)[None, None], "sample_rate": MODEL_RATE}
+    a2v = long_form.audio_to_video_latent(model, decoders, audio)
+    assert isinstance(a2v.conditionings[0], WholeAudio) and a2v.conditionings[0].latent.shape[1] == a2v.audio.shape[1]
+    v2a = long_form.video_to_audio_latent(model, decoders, images)
+    assert isinstance(v2a.conditionings[0], WholeVideo) and v2a.conditionings[0].latent.shape == v2a.video.shape
+    ext, usable, held = long_form.extension_latent(model, decoders, images, audio)
+    tail = ext.conditionings[0]
+    # 2.0 s of sound: frame 22 is the last whose 3 held audio latents (96 ms) fit inside it
+    assert (usable, held) == (23, 1) and tail.video.shape[2] == 1 and tail.audio.shape[1] == 3
+    sampled = api.sample(model, api.encode_prompt(model, BOUNCE), ext, steps=1)
+    assert torch.equal(sampled.video[:, :, :1], tail.video) and torch.equal(sampled.audio[:, :3], tail.audio)
+
+
+def test_graph_latents_refuse_short_inputs(parts, toy_clip):
+    model, decoders = parts
+    short = {"waveform": torch.from_numpy(toy_clip.audio[:8000])[None, None], "sample_rate": MODEL_RATE}
+    with pytest.raises(Exception, match="audio: 0.50 s of sound, shorter than the asked duration"):
+        long_form.audio_to_video_latent(model, decoders, short)
+    with pytest.raises(Exception, match="images: 10 frames, fewer than the asked duration"):
+        long_form.video_to_audio_latent(model, decoders, torch.rand(10, 64, 64, 3))
