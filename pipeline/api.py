@@ -235,7 +235,8 @@ def image_to_av_latent(model: JointModel, decoders: Decoders, image: torch.Tenso
 
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
-           skip_layer: int | str | None = "default", progress=None, cancel=None) -> JointLatent:
+           skip_layer: int | str | None = "default", progress=None, cancel=None,
+           hold_mode: str = "clean") -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
 
     skip_layer: the block skipped in the negative pass; "default" (or -1) takes the model family's (11 for
@@ -267,7 +268,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
             shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=skip_layer,
             conditioning=latent.conditionings or None, seed=seed,
             audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
-            progress=progress, cancel=cancel)
+            progress=progress, cancel=cancel, hold_mode=hold_mode)
     finally:
         dit.block_check = None
         if model.offload == "cpu":
@@ -277,7 +278,8 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
                               "audio_guidance": audio_guidance, "skip_layer": skip_layer,
                               "video_negative": conditioning.video_negative_prompt,
-                              "audio_negative": conditioning.audio_negative_prompt}}
+                              "audio_negative": conditioning.audio_negative_prompt,
+                              **({"hold_mode": hold_mode} if hold_mode != "clean" else {})}}
     return JointLatent(video=video.float().cpu(), audio=audio.float().cpu(), fps=latent.fps,
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,

@@ -56,12 +56,13 @@ class Settings:
     skip_layer: int | str | None = "default"
     video_negative: str = "jitter, bad hands, blur, distortion"
     audio_negative: str = "robotic, muffled, echo, distorted"
+    hold_mode: str = "clean"  # samplers.sample's: "clean" (timestep-0 tokens) or "noised" (replacement)
 
     def record(self, model: JointModel) -> dict:
         return {"solver": self.solver, "steps": self.steps or model.spec.default_steps, "shift": self.shift,
                 "video_guidance": self.video_guidance, "audio_guidance": self.audio_guidance,
                 "skip_layer": self.skip_layer, "video_negative": self.video_negative,
-                "audio_negative": self.audio_negative}
+                "audio_negative": self.audio_negative, "hold_mode": self.hold_mode}
 
 
 @dataclass
@@ -211,7 +212,7 @@ class _Run:
         return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
                           steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
                           video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,
-                          progress=step, cancel=self.cancel)
+                          progress=step, cancel=self.cancel, hold_mode=s.hold_mode)
 
     def write(self, frames: np.ndarray, sound: np.ndarray, limit_frames: int | None = None) -> None:
         """Append frames and the sound that goes with them (sound trimmed or padded to the frames' duration)."""

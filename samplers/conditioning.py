@@ -81,6 +81,16 @@ class KeepMask:
             audio = torch.where(mask, self.audio_values.to(audio.device, audio.dtype), audio)
         return video, audio
 
+    def apply_noised(self, video: torch.Tensor, audio: torch.Tensor, video_noise: torch.Tensor,
+                     audio_noise: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held entries set to their clean values noised to `sigma`: (1 - sigma) * clean + sigma * noise."""
+        noised = KeepMask(
+            None if self.video_mask is None else (1 - sigma) * self.video_values.to(video.device, video.dtype)
+            + sigma * video_noise, self.video_mask,
+            None if self.audio_mask is None else (1 - sigma) * self.audio_values.to(audio.device, audio.dtype)
+            + sigma * audio_noise, self.audio_mask)
+        return noised.apply(video, audio)
+
 
 def _check_pair(modality: str, values, mask, latent_shape: Shape, time_axis: int) -> None:
     if (values is None) != (mask is None):

@@ -28,6 +28,7 @@ from .unipc import UniPCSolver
 
 SOLVERS: dict[str, type[FlowSolver]] = {"unipc": UniPCSolver, "dpm++": DPMPPSolver, "euler": EulerSolver}
 DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_SHIFT = "unipc", 50, 5.0
+HOLD_MODES = ("clean", "noised")
 
 # Ovi pairs 31 video latent frames with 157 audio latents (5 s) and 61 with 314 (10 s): a fixed table in its
 # engine, which is the same ratio in both models: 157 audio latents per 30 latent-frame intervals (5 s at 24 fps
@@ -126,6 +127,7 @@ def sample(
     dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    hold_mode: str = "clean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate (video latent `[B, C, F, H, W]`, audio latent `[B, L, C]`).
 
@@ -137,6 +139,12 @@ def sample(
     KeepMask) and at most one reference-token item (ReferenceTokens, CameoReference), in any order.
     progress(done, total) is called after each step with done = 1..total; cancel() is checked before each step
     and True raises GenerationInterrupted.
+    hold_mode: how held entries are held. "clean" (the reference's i2v): set to their clean values before every
+    step and flagged to the model, which gives them timestep 0; needs a model trained with such masks.
+    "noised" (replacement, for weights never trained with a mask of that kind): set before every step to the clean
+    value noised to the step's sigma, (1 - sigma) * clean + sigma * noise with the run's initial noise, and not
+    flagged, so the model sees an ordinary noisy latent whose held part follows the clean one. Both end with the
+    clean values.
     """
     guidance = JointGuidance(video_guidance, audio_guidance, slg_layer)
     video_solver = make_solver(solver, steps, shift)
@@ -150,12 +158,16 @@ def sample(
             raise InputValueError(f"{name}: got {type(contexts).__name__}, expected PromptContexts(video=..., audio=...)")
     positive = positive.for_batch(batch, "positive")
     negative = negative.for_batch(batch, "negative")
+    if hold_mode not in HOLD_MODES:
+        raise InputValueError(f"hold_mode: got {hold_mode!r}, expected one of {', '.join(HOLD_MODES)}")
     held = resolve(conditioning, tuple(video.shape), tuple(audio.shape))
     keep = held.keep
     masks = {"video_clean": None, "audio_clean": None}
     if keep is not None:
         keep = keep.to(video.device, video.dtype)
-        masks = {"video_clean": keep.video_mask, "audio_clean": keep.audio_mask}
+        if hold_mode == "clean":
+            masks = {"video_clean": keep.video_mask, "audio_clean": keep.audio_mask}
+    noise = (video.clone(), audio.clone()) if keep is not None and hold_mode == "noised" else None
     references: ReferenceTokens | None = None
     if held.references is not None:
         references = held.references.to(video.device, video.dtype)
@@ -164,7 +176,9 @@ def sample(
         for i in range(steps):
             if cancel is not None and cancel():
                 raise GenerationInterrupted(f"sampling cancelled before step {i + 1} of {steps} ({solver})")
-            if keep is not None:
+            if noise is not None:
+                video, audio = keep.apply_noised(video, audio, *noise, float(video_solver.sigma(i)))
+            elif keep is not None:
                 video, audio = keep.apply(video, audio)
             t = video_solver.timesteps[i].repeat(batch).to(video.device)
             video_velocity, audio_velocity = guided_velocity(

@@ -89,7 +89,8 @@ def _write_and_read(run, folder: Path, name: str):
     return frames, sound[0], report
 
 
-def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4) -> dict:
+def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
+                 hold_mode: str = "clean") -> dict:
     """n clips: n - synthetic toy-world bounce/speak sounds and `synthetic` click tracks, each animated from its
     sound; generated frames' events against the given sound's onsets, and the shuffled pairing."""
     model, decoders = _parts()
@@ -109,7 +110,7 @@ def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
             clip = MediaClip(frames=None, sound=sound, fps=None, path=Path(f"<{source} {i}>"))
             frames, _, _ = _write_and_read(lambda w: long_form.animate(
                 model, decoders, w, clip, [caption], to_seconds=SECONDS,
-                settings=long_form.Settings(steps=steps, seed=seed + i)), Path(tmp), f"a2v{i}.mp4")
+                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode)), Path(tmp), f"a2v{i}.mp4")
             videos.append(detect_video_events(frames, kind=kind))
             audios.append(detect_audio_events(sound, MODEL_RATE))
             rows.append({"caption": caption, "source": source})
@@ -119,7 +120,8 @@ def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
     return {"n": len(inputs), "sync": sync, "rows": rows, "within_one_frame": _within(sync["offsets"])}
 
 
-def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4) -> dict:
+def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
+                 hold_mode: str = "clean") -> dict:
     """n silent videos: n - synthetic toy-world clips (bounce, slide, speak) and `synthetic` plain moving discs;
     generated sound's onsets against the given video's events (shuffled pairing too), and for speaking clips whether
     the heard pitch class is the prompt's."""
@@ -139,7 +141,7 @@ def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
             clip = MediaClip(frames=frames, sound=None, fps=FPS, path=Path(f"<{source} {i}>"))
             _, sound, _ = _write_and_read(lambda w: long_form.foley(
                 model, decoders, w, clip, [caption], to_seconds=SECONDS,
-                settings=long_form.Settings(steps=steps, seed=seed + i)), Path(tmp), f"v2a{i}.mp4")
+                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode)), Path(tmp), f"v2a{i}.mp4")
             videos.append(detect_video_events(frames, kind=kind))
             heard = detect_audio_events(sound, MODEL_RATE)
             audios.append(heard)
@@ -262,12 +264,13 @@ def main(argv=None) -> int:
     p.add_argument("--to", type=float, default=20.0, help="extension target seconds")
     p.add_argument("--hold", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--hold-mode", default="clean", choices=["clean", "noised"])
     args = p.parse_args(argv)
     for name in args.what.split(","):
         if name == "a2v":
-            result = evaluate_a2v(args.n, args.steps)
+            result = evaluate_a2v(args.n, args.steps, hold_mode=args.hold_mode)
         elif name == "v2a":
-            result = evaluate_v2a(args.n, args.steps)
+            result = evaluate_v2a(args.n, args.steps, hold_mode=args.hold_mode)
         elif name == "shots":
             result = evaluate_shots(args.n, args.steps)
         elif name == "extend":
@@ -275,7 +278,7 @@ def main(argv=None) -> int:
         else:
             print(f"error: --what {name!r}: expected a2v, v2a, shots or extend", file=sys.stderr)
             return 2
-        print(summary(name, result), flush=True)
+        print(f"[hold_mode {args.hold_mode}] " + summary(name, result), flush=True)
     return 0
 
 

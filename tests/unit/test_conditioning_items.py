@@ -77,3 +77,32 @@ def test_audio_positions_covering_the_default_models_frames():
     # default model: 12 fps, 4 frames per latent, 512/16000 s per audio latent
     assert audio_positions_covering(1, 4, 12.0, 0.032) == 3  # one frame = 83 ms -> 3 latents (96 ms)
     assert audio_positions_covering(2, 4, 12.0, 0.032) == 14  # five frames = 417 ms -> 14 latents
+
+
+def test_noised_hold_replaces_held_entries_with_the_clean_value_at_each_sigma():
+    from jointav.samplers import make_solver
+
+    clean = torch.randn(1, AUDIO_LEN, C_AUDIO)
+    pos, neg = contexts()
+    video_shape, audio_shape = shapes()
+    model = FakeModel()
+    noise = torch.randn(audio_shape, generator=torch.Generator().manual_seed(9))
+    video, audio = sample(model, video_shape, noise.clone(), pos, neg, steps=3, seed=3, conditioning=WholeAudio(clean),
+                          hold_mode="noised")
+    solver = make_solver("unipc", 3, 5.0)
+    for i, call in enumerate(model.calls[::2]):  # positive passes, one per step
+        sigma = float(solver.sigma(i))
+        assert call["audio_clean"] is None and call["video_clean"] is None  # nothing flagged clean to the model
+        assert torch.allclose(call["audio"], (1 - sigma) * clean + sigma * noise, atol=1e-6)
+    assert torch.equal(audio, clean)
+
+
+def test_an_unknown_hold_mode_is_refused():
+    with pytest.raises(InputValueError, match="hold_mode: got 'soft'"):
+        run_sample_with(hold_mode="soft")
+
+
+def run_sample_with(**kwargs):
+    pos, neg = contexts()
+    return sample(FakeModel(), *shapes(), pos, neg, steps=1, conditioning=WholeAudio(torch.randn(AUDIO_LEN, C_AUDIO)),
+                  **kwargs)
