@@ -27,6 +27,10 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
     p.add_argument("--audio-vae", help="MMAudio VAE file (needs the encoder)")
     p.add_argument("--vocoder", help="BigVGAN generator file")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--hold-mode", default="clean", choices=["clean", "noised"],
+                   help="how held frames/sound are held: clean (timestep-0 tokens, as Ovi's i2v; what a model "
+                        "trained with keep-masks wants) or noised (replaced by the held value noised to each step, "
+                        "for weights never trained with that kind of hold)")
     if size:
         from .generate import _size
 
@@ -114,7 +118,7 @@ def _settings(args):
     from ..pipeline.long_form import Settings
 
     return Settings(seed=args.seed, steps=args.steps, solver=args.solver, video_guidance=args.video_guidance,
-                    audio_guidance=args.audio_guidance)
+                    audio_guidance=args.audio_guidance, hold_mode=args.hold_mode)
 
 
 def _load(args):
