@@ -208,10 +208,12 @@ def evaluate_extension(films: int = 4, to_seconds: float = 20.0, steps: int | No
                 model, decoders, w, to_seconds=to_seconds, prompts=[caption_for(spec)], hold_latent_frames=hold,
                 settings=long_form.Settings(steps=steps, seed=seed + i)), Path(tmp), f"ext{i}.mp4")
             figures = seam_figures(frames, sound, FPS, MODEL_RATE, report.seams, kind=spec.kind)
-            figures.update(caption=caption_for(spec), frames=len(frames), seconds=len(frames) / FPS)
+            figures.update(caption=caption_for(spec), frames=len(frames), seconds=len(frames) / FPS,
+                           count_as_captioned=float(np.mean([r["count"] == spec.count for r in figures["segments"]])))
             out.append(figures)
     return {"films": out, "to_seconds": to_seconds, "hold": hold,
             "colour_kept": float(np.nanmean([f["colour_kept"] for f in out])),
+            "count_as_captioned": float(np.mean([f["count_as_captioned"] for f in out])),
             "seams_within_range": float(np.nanmean([f["seams_within_range"] for f in out])),
             "first_median_abs_offset": _median([f["first_abs_offset"] for f in out]),
             "extended_median_abs_offset": _median([f["extended_median_abs_offset"] for f in out])}
@@ -243,7 +245,8 @@ def summary(name: str, result: dict) -> str:
                 f"{b['colour_kept']:.0%} without; voice pitch class kept {a['voice_kept']:.0%} vs "
                 f"{b['voice_kept']:.0%} ({a['n_speaking']} speaking films); target >= 80% against chance")
     lines = [f"extend to {result['to_seconds']:g} s (hold {result['hold']} latent frame(s)), {len(result['films'])} "
-             f"films: colour kept {result['colour_kept']:.0%} of later segments, seam changes within the inside range "
+             f"films: colour kept {result['colour_kept']:.0%} of later segments, event count as captioned in "
+             f"{result['count_as_captioned']:.0%} of segments, seam changes within the inside range "
              f"{result['seams_within_range']:.0%}, median |offset| first segment {result['first_median_abs_offset']:.2f} "
              f"vs extended {result['extended_median_abs_offset']:.2f} frames"]
     for f in result["films"]:
