@@ -69,11 +69,9 @@ def test_audio_to_video_events_land_on_the_given_onsets(a2v):
     assert a2v["within_one_frame"] >= 0.8, f"{a2v['within_one_frame']:.0%} of clips within 1 frame, expected >= 80%"
 
 
-@BELOW_TARGET
-def test_audio_to_video_shuffled_pairing_is_clearly_worse(a2v):
-    s = a2v["sync"]
-    assert s["shuffled"]["median_abs_offset"] >= s["median_abs_offset"] + 1.0 \
-        or s["in_sync_fraction"] >= s["shuffled"]["in_sync_fraction"] + 0.3
+# The shuffled pairing is printed, not asserted here: on this tier's 6 clips A2V is in sync in 67% against 33%
+# shuffled, but on the 20 clips (evaluate_long) 40% against 30%, so a 6-clip assertion would claim more than
+# the model does.
 
 
 @BELOW_TARGET
@@ -99,6 +97,16 @@ def test_extended_part_stays_in_sync(extension):
     assert extension["extended_median_abs_offset"] <= 1.0
 
 
-def test_multi_shot_keeps_colour_more_often_with_the_carried_subject(shots):
-    assert shots["subject"]["colour_kept"] >= 0.8
+def test_multi_shot_keeps_colour_more_often_with_the_carried_subject_than_without(shots):
     assert shots["subject"]["colour_kept"] >= shots["none"]["colour_kept"] + 0.3
+
+
+@BELOW_TARGET
+def test_multi_shot_keeps_colour_in_four_films_of_five(shots):
+    assert shots["subject"]["colour_kept"] >= 0.8
+
+
+def test_multi_shot_keeps_the_voice_with_the_carried_subject(shots):
+    carried, alone = shots["subject"], shots["none"]
+    assert carried["n_speaking"] >= 1
+    assert carried["voice_kept"] >= 0.8 and carried["voice_kept"] >= alone["voice_kept"] + 0.3
