@@ -18,6 +18,9 @@ from .sync import clip_offset
 from .video_events import as_frames, detect_video_events
 
 
+MIN_WINDOW = 3  # frames the event detectors need
+
+
 def frame_changes(frames) -> np.ndarray:
     """Mean absolute RGB change (0..255) between each frame and the next: `[T - 1]`."""
     f = as_frames(frames)
@@ -41,6 +44,8 @@ def seam_figures(frames, sound, fps: float, sample_rate: int, seams: Sequence[in
     x = np.asarray(sound, np.float64).reshape(-1)
     rows = []
     for a, b in windows(len(f), seams):
+        if b - a < MIN_WINDOW:  # a last segment cut to a frame or two by the asked length: nothing to judge
+            continue
         video = detect_video_events(raw[a:b], kind=kind)
         part = x[round(a * sample_rate / fps):round(b * sample_rate / fps)]
         audio = detect_audio_events(part, sample_rate) if part.size and np.abs(part).max() > 0 else None
@@ -85,6 +90,8 @@ def shot_traits(frames, sound, fps: float, sample_rate: int, cuts: Sequence[int]
     x = np.asarray(sound, np.float64).reshape(-1)
     out = []
     for a, b in windows(len(raw), cuts):
+        if b - a < MIN_WINDOW:
+            continue
         part = x[round(a * sample_rate / fps):round(b * sample_rate / fps)]
         pitch = detect_audio_events(part, sample_rate).pitch_class if part.size and np.abs(part).max() > 0 else None
         out.append({"colour": detect_video_events(raw[a:b], kind=kind).colour, "pitch_class": pitch})
