@@ -26,7 +26,7 @@ from ..metrics.long_form import kept_across, seam_figures, shot_traits
 from ..metrics.sync import measure_sync
 from ..metrics.video_events import detect_video_events
 from ..pipeline import api, long_form
-from ..toyworld import SceneSpec, caption_for, cameo_caption, parse_caption, render_clip, sample_spec
+from ..toyworld import SceneSpec, caption_for, cameo_caption, render_clip, sample_spec
 from .evaluate import EVAL_SEED
 
 FPS = 12.0

@@ -5,22 +5,20 @@ where reported; written files have the asked duration; bad input is refused nami
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from jointav.audio.av_stream import MODEL_RATE, StreamingMP4Writer, read_media
+from jointav.audio.av_stream import MODEL_RATE, StreamingMP4Writer
 from jointav.audio.io import write_audio
 from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
-from jointav.cli import build_parser, main
-from jointav.commands import long_form as commands
+from jointav.cli import build_parser
 from jointav.pipeline import api, long_form
 from jointav.provenance import verify_file
 from jointav.samplers import SegmentTail, WholeAudio, WholeVideo
-from jointav.toyworld import caption_for, parse_caption, render_clip
+from jointav.toyworld import parse_caption, render_clip
 
 FPS = 12.0
 BOUNCE = "a red ball bounces twice on the left, low thuds, on a gray background"
