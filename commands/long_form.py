@@ -27,10 +27,11 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
     p.add_argument("--audio-vae", help="MMAudio VAE file (needs the encoder)")
     p.add_argument("--vocoder", help="BigVGAN generator file")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--hold-mode", default="clean", choices=["clean", "noised"],
+    p.add_argument("--hold-mode", default="auto", choices=["auto", "clean", "noised"],
                    help="how held frames/sound are held: clean (timestep-0 tokens, as Ovi's i2v; what a model "
-                        "trained with keep-masks wants) or noised (replaced by the held value noised to each step, "
-                        "for weights never trained with that kind of hold)")
+                        "trained with that kind of hold wants), noised (replaced by the held value noised to each "
+                        "step, for weights never trained with it); auto (default): clean where the model was trained "
+                        "with the hold, noised where not (whole-sound and whole-video holds on the shipped models)")
     if size:
         from .generate import _size
 

@@ -38,6 +38,23 @@ from .types import Decoders, JointLatent, JointModel
 
 log = logging.getLogger(__name__)
 
+# The holds each family's weights were trained with (the shipped default model and Ovi: a clean first frame only).
+# A model fine-tuned for issue 18 adds "segment_tail", "whole_audio", "whole_video" here.
+TRAINED_HOLDS: dict[str, frozenset[str]] = {}
+DEFAULT_TRAINED_HOLDS = frozenset({"first_frame"})
+HOLD_MODES = ("auto", "clean", "noised")
+
+
+def hold_mode_for(model: JointModel, hold: str, hold_latent_frames: int = 1) -> str:
+    """"clean" when the model was trained with holds of kind `hold` ("segment_tail", "whole_audio",
+    "whole_video"), else "noised". A one-frame segment tail is the trained first-frame hold for its video part,
+    so it is held clean (the audio span beside it is new to the shipped models either way)."""
+    trained = TRAINED_HOLDS.get(model.spec.family, DEFAULT_TRAINED_HOLDS)
+    if hold in trained or (hold == "segment_tail" and hold_latent_frames == 1 and "first_frame" in trained):
+        return "clean"
+    return "noised"
+
+
 # (segment, segments, step, steps); segment is 1-based, segments may be 0 when unknown
 LongProgress = Callable[[int, int, int, int], None]
 MAX_SECONDS = 600.0  # a sanity bound on --to; the default model is measured to 60 s (bench/long_form.py)
@@ -56,7 +73,9 @@ class Settings:
     skip_layer: int | str | None = "default"
     video_negative: str = "jitter, bad hands, blur, distortion"
     audio_negative: str = "robotic, muffled, echo, distorted"
-    hold_mode: str = "clean"  # samplers.sample's: "clean" (timestep-0 tokens) or "noised" (replacement)
+    # samplers.sample's "clean" (timestep-0 tokens) or "noised" (replacement), or "auto": clean where the model's
+    # weights were trained with that kind of hold (TRAINED_HOLDS), noised where not
+    hold_mode: str = "auto"
 
     def record(self, model: JointModel) -> dict:
         return {"solver": self.solver, "steps": self.steps or model.spec.default_steps, "shift": self.shift,
@@ -197,7 +216,7 @@ class _Run:
         return self._prompts[prompt]
 
     def sample(self, prompt: str, items: list, height: int, width: int, frames_preset: str | None = None,
-               seed_offset: int = 0) -> JointLatent:
+               seed_offset: int = 0, hold: str = "segment_tail", hold_latent_frames: int = 1) -> JointLatent:
         if self.cancel is not None and self.cancel():
             raise GenerationInterrupted(f"stopped before segment {self.report.segments + 1}")
         latent = api.empty_latent(self.model, frames_preset or api.MODEL_DURATION, height, width)
@@ -209,10 +228,13 @@ class _Run:
                 self.progress(segment, self.report.planned_segments, done, total)
 
         s = self.settings
+        if s.hold_mode not in HOLD_MODES:
+            raise InputValueError(f"hold_mode={s.hold_mode!r}: expected one of {', '.join(HOLD_MODES)}")
+        mode = hold_mode_for(self.model, hold, hold_latent_frames) if s.hold_mode == "auto" else s.hold_mode
         return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
                           steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
                           video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,
-                          progress=step, cancel=self.cancel, hold_mode=s.hold_mode)
+                          progress=step, cancel=self.cancel, hold_mode=mode)
 
     def write(self, frames: np.ndarray, sound: np.ndarray, limit_frames: int | None = None) -> None:
         """Append frames and the sound that goes with them (sound trimmed or padded to the frames' duration)."""
@@ -296,7 +318,10 @@ def _segment(run: _Run, prompt: str, given: _Given, start_frame: int, tail: _Tai
             items.append(AudioSpan(audio, 0))
     if references is not None:
         items.append(references)
-    latent = run.sample(prompt, items, *size, seed_offset=run.report.segments)
+    hold_kind = "whole_audio" if given_sound is not None else "whole_video" if given_video is not None \
+        else "segment_tail"
+    latent = run.sample(prompt, items, *size, seed_offset=run.report.segments, hold=hold_kind,
+                        hold_latent_frames=hold)
     frames, sound = decode_segment(run.decoders, latent)
     if given_video is not None:
         frames = given_video

@@ -90,7 +90,7 @@ def _write_and_read(run, folder: Path, name: str):
 
 
 def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
-                 hold_mode: str = "clean") -> dict:
+                 hold_mode: str = "auto") -> dict:
     """n clips: n - synthetic toy-world bounce/speak sounds and `synthetic` click tracks, each animated from its
     sound; generated frames' events against the given sound's onsets, and the shuffled pairing."""
     model, decoders = _parts()
@@ -121,7 +121,7 @@ def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
 
 
 def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
-                 hold_mode: str = "clean") -> dict:
+                 hold_mode: str = "auto") -> dict:
     """n silent videos: n - synthetic toy-world clips (bounce, slide, speak) and `synthetic` plain moving discs;
     generated sound's onsets against the given video's events (shuffled pairing too), and for speaking clips whether
     the heard pitch class is the prompt's."""
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
     p.add_argument("--to", type=float, default=20.0, help="extension target seconds")
     p.add_argument("--hold", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--hold-mode", default="clean", choices=["clean", "noised"])
+    p.add_argument("--hold-mode", default="auto", choices=["auto", "clean", "noised"])
     args = p.parse_args(argv)
     for name in args.what.split(","):
         if name == "a2v":

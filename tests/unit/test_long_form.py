@@ -346,3 +346,24 @@ def test_graph_latents_refuse_short_inputs(parts, toy_clip):
         long_form.audio_to_video_latent(model, decoders, short)
     with pytest.raises(Exception, match="images: 10 frames, fewer than the asked duration"):
         long_form.video_to_audio_latent(model, decoders, torch.rand(10, 64, 64, 3))
+
+
+def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch):
+    model, _ = parts
+    assert long_form.hold_mode_for(model, "segment_tail", 1) == "clean"  # its video part is the trained first frame
+    assert long_form.hold_mode_for(model, "segment_tail", 2) == "noised"
+    assert long_form.hold_mode_for(model, "whole_audio") == "noised"
+    assert long_form.hold_mode_for(model, "whole_video") == "noised"
+    monkeypatch.setitem(long_form.TRAINED_HOLDS, model.spec.family, frozenset({"first_frame", "whole_audio"}))
+    assert long_form.hold_mode_for(model, "whole_audio") == "clean"
+
+
+def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):
+    spy = SampleSpy(monkeypatch)
+    wav = tmp_path / "in.wav"
+    write_audio(wav, {"waveform": torch.from_numpy(toy_clip.audio)[None, None], "sample_rate": MODEL_RATE})
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
+    assert spy.calls[0][1].provenance["sampler"]["hold_mode"] == "noised"
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "clean",
+               "--out", tmp_path / "b.mp4") == 0
+    assert "hold_mode" not in spy.calls[1][1].provenance["sampler"]
