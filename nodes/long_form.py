@@ -1,6 +1,6 @@
 """Audio To Video Latent, Video To Audio Latent and Extend Latent: issue 18's compositions as latents a graph
-samples and decodes with the usual nodes. Each is a short declaration over `pipeline.long_form`, whose latents
-carry conditioning items (WholeAudio, WholeVideo, SegmentTail), so they move to the native path unchanged.
+samples and decodes with the usual nodes. Each is a short declaration over `pipeline.graph_latents`, whose
+latents carry conditioning items (WholeAudio, WholeVideo, SegmentTail), so they move to the native path unchanged.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..pipeline import api as pipeline
-from ..pipeline import long_form
+from ..pipeline import graph_latents
 from .failures import node_errors
 from .latents import DURATION_TIP, DURATIONS, MAX_SIZE, SIZE_STEP, SIZE_TIP, size_rules
 from .types import CATEGORY, JointAVDecoders, JointAVLatent, JointAVModel
@@ -45,7 +45,8 @@ class AudioToVideoLatent(io.ComfyNode):
     @classmethod
     def execute(cls, model, decoders, audio, duration: str, width: int, height: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            latent = long_form.audio_to_video_latent(model, decoders, audio, duration, height or None, width or None)
+            latent = graph_latents.audio_to_video_latent(model, decoders, audio, duration, height or None,
+                                                         width or None)
         return io.NodeOutput(latent)
 
 
@@ -76,7 +77,7 @@ class VideoToAudioLatent(io.ComfyNode):
     @classmethod
     def execute(cls, model, decoders, images, duration: str) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            latent = long_form.video_to_audio_latent(model, decoders, images, duration)
+            latent = graph_latents.video_to_audio_latent(model, decoders, images, duration)
         return io.NodeOutput(latent)
 
 
@@ -111,5 +112,5 @@ class ExtendLatent(io.ComfyNode):
     @classmethod
     def execute(cls, model, decoders, images, audio, hold: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
-            latent, keep, skip = long_form.extension_latent(model, decoders, images, audio, hold)
+            latent, keep, skip = graph_latents.extension_latent(model, decoders, images, audio, hold)
         return io.NodeOutput(latent, keep, skip)

@@ -15,7 +15,7 @@ from jointav.audio.av_stream import MODEL_RATE, StreamingMP4Writer
 from jointav.audio.io import write_audio
 from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
 from jointav.cli import build_parser
-from jointav.pipeline import api, long_form
+from jointav.pipeline import api, graph_latents, long_form
 from jointav.provenance import verify_file
 from jointav.samplers import SegmentTail, WholeAudio, WholeVideo
 from jointav.toyworld import parse_caption, render_clip
@@ -52,7 +52,7 @@ class SampleSpy:
             self.calls.append((list(latent.conditionings), out))
             return out
 
-        monkeypatch.setattr(long_form.api, "sample", spy)
+        monkeypatch.setattr(api, "sample", spy)  # pipeline.segments calls api.sample
 
 
 def cli(*argv, cancel=None) -> int:
@@ -327,11 +327,11 @@ def test_graph_latents_hold_what_they_were_given(parts, toy_clip):
     model, decoders = parts
     images = torch.from_numpy(toy_clip.frames).float() / 255
     audio = {"waveform": torch.from_numpy(toy_clip.audio)[None, None], "sample_rate": MODEL_RATE}
-    a2v = long_form.audio_to_video_latent(model, decoders, audio)
+    a2v = graph_latents.audio_to_video_latent(model, decoders, audio)
     assert isinstance(a2v.conditionings[0], WholeAudio) and a2v.conditionings[0].latent.shape[1] == a2v.audio.shape[1]
-    v2a = long_form.video_to_audio_latent(model, decoders, images)
+    v2a = graph_latents.video_to_audio_latent(model, decoders, images)
     assert isinstance(v2a.conditionings[0], WholeVideo) and v2a.conditionings[0].latent.shape == v2a.video.shape
-    ext, usable, held = long_form.extension_latent(model, decoders, images, audio)
+    ext, usable, held = graph_latents.extension_latent(model, decoders, images, audio)
     tail = ext.conditionings[0]
     # 2.0 s of sound: frame 22 is the last whose 3 held audio latents (96 ms) fit inside it
     assert (usable, held) == (23, 1) and tail.video.shape[2] == 1 and tail.audio.shape[1] == 3
@@ -343,9 +343,9 @@ def test_graph_latents_refuse_short_inputs(parts, toy_clip):
     model, decoders = parts
     short = {"waveform": torch.from_numpy(toy_clip.audio[:8000])[None, None], "sample_rate": MODEL_RATE}
     with pytest.raises(Exception, match="audio: 0.50 s of sound, shorter than the asked duration"):
-        long_form.audio_to_video_latent(model, decoders, short)
+        graph_latents.audio_to_video_latent(model, decoders, short)
     with pytest.raises(Exception, match="images: 10 frames, fewer than the asked duration"):
-        long_form.video_to_audio_latent(model, decoders, torch.rand(10, 64, 64, 3))
+        graph_latents.video_to_audio_latent(model, decoders, torch.rand(10, 64, 64, 3))
 
 
 def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch):
