@@ -37,9 +37,9 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
 
         p.add_argument("--size", type=_size, help="HEIGHTxWIDTH of generated frames; default: the model's first preset")
     if hold:
-        p.add_argument("--hold", type=int, default=1, metavar="LATENT_FRAMES",
-                       help="latent frames of the previous segment held at the start of the next (1 = its last "
-                            "frame, the hold the default model was trained with; 2 = its last 5 frames)")
+        p.add_argument("--hold", type=int, default=2, metavar="LATENT_FRAMES",
+                       help="latent frames of the previous segment held at the start of the next (2, the default: "
+                            "its last 5 frames; 1: its last frame only)")
 
 
 def register(subparsers) -> None:

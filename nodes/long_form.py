@@ -97,9 +97,9 @@ class ExtendLatent(io.ComfyNode):
                 JointAVDecoders.Input("decoders", tooltip="Their VAEs encode the held frames and sound."),
                 io.Image.Input("images", tooltip="The clip so far (its frames)."),
                 io.Audio.Input("audio", tooltip="The clip's sound, starting with its first frame."),
-                io.Int.Input("hold", default=1, min=1, max=4,
-                             tooltip="Latent frames held: 1 = the last frame (what the default model was trained "
-                                     "with), 2 = the last 5 frames, ..."),
+                io.Int.Input("hold", default=2, min=1, max=4,
+                             tooltip="Latent frames held: 2 = the clip's last 5 frames (the default), 1 = its last "
+                                     "frame only, ..."),
             ],
             outputs=[JointAVLatent.Output(display_name="latent"), io.Int.Output(display_name="keep_frames"),
                      io.Int.Output(display_name="skip_frames")],

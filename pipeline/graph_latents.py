@@ -12,7 +12,7 @@ from ..audio.av_stream import MODEL_RATE
 from ..errors import InputShapeError, InputValueError
 from ..samplers import SegmentTail, WholeAudio, WholeVideo
 from . import api
-from .segments import (_check_hold, _first_tail, _held_audio, _sample_at, encode_frames, encode_sound, held_frames,
+from .segments import (DEFAULT_HOLD, _check_hold, _first_tail, _held_audio, _sample_at, encode_frames, encode_sound, held_frames,
                        to_uint8)
 from .types import Decoders, JointLatent, JointModel
 
@@ -64,7 +64,7 @@ def video_to_audio_latent(model: JointModel, decoders: Decoders, images: torch.T
 
 
 def extension_latent(model: JointModel, decoders: Decoders, images: torch.Tensor, audio: dict,
-                     hold_latent_frames: int = 1) -> tuple[JointLatent, int, int]:
+                     hold_latent_frames: int = DEFAULT_HOLD) -> tuple[JointLatent, int, int]:
     """The next segment of a clip (its frames and sound): a latent holding the clip's last usable frames and the
     audio span that covers them. Returns (latent, usable, held): keep the clip's first `usable` frames, then the
     new segment's frames from index `held` on (its first `held` frames are the clip's, shared)."""

@@ -26,7 +26,7 @@ from ..audio.av_stream import MediaClip, StreamingMP4Writer
 from ..audio.mmaudio_vae import encode_audio
 from ..errors import GenerationInterrupted, InputValueError
 from ..samplers import ReferenceTokens
-from .segments import (DEFAULT_TRAINED_HOLDS, HOLD_MODES, MAX_SECONDS, TRAINED_HOLDS, LongProgress, RunReport,
+from .segments import (DEFAULT_HOLD, DEFAULT_TRAINED_HOLDS, HOLD_MODES, MAX_SECONDS, TRAINED_HOLDS, LongProgress, RunReport,
                        Settings, _check_hold, _check_prompts, _film, _first_tail, _Given, _Run, _segment,
                        _sample_at, _total_frames, check_media_fits, held_frames, hold_mode_for, parse_seconds,
                        plan_segments)
@@ -34,13 +34,13 @@ from .types import Decoders, JointModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_TRAINED_HOLDS", "HOLD_MODES", "MAX_SECONDS", "TRAINED_HOLDS", "RunReport", "Settings", "Shot",
+__all__ = ["DEFAULT_HOLD", "DEFAULT_TRAINED_HOLDS", "HOLD_MODES", "MAX_SECONDS", "TRAINED_HOLDS", "RunReport", "Settings", "Shot",
            "animate", "check_media_fits", "extend", "foley", "hold_mode_for", "parse_seconds", "parse_shot",
            "shots", "subject_reference"]
 
 
 def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
-           prompts: Sequence[str], source: MediaClip | None = None, hold_latent_frames: int = 1,
+           prompts: Sequence[str], source: MediaClip | None = None, hold_latent_frames: int = DEFAULT_HOLD,
            settings: Settings | None = None, progress: LongProgress | None = None,
            cancel: Callable[[], bool] | None = None) -> RunReport:
     """Write a film of `to_seconds` to `writer`: `source` (a clip read from a file; None: a first segment generated
@@ -78,7 +78,7 @@ def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *,
 # --------------------------------------------------------------------------------------------- A2V and foley
 
 def animate(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sound: MediaClip,
-            prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = 1,
+            prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = DEFAULT_HOLD,
             settings: Settings | None = None, progress: LongProgress | None = None,
             cancel: Callable[[], bool] | None = None) -> RunReport:
     """Audio-to-video: the given sound's audio latent held clean for every segment (a longer sound is covered by
@@ -103,7 +103,7 @@ def animate(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, s
 
 
 def foley(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, video: MediaClip,
-          prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = 1,
+          prompts: Sequence[str], *, to_seconds: float | None = None, hold_latent_frames: int = DEFAULT_HOLD,
           settings: Settings | None = None, progress: LongProgress | None = None,
           cancel: Callable[[], bool] | None = None) -> RunReport:
     """Video-to-audio: the given video's latent held clean for every segment (a longer video is covered by segments
@@ -181,7 +181,7 @@ def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray,
 
 
 def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, shot_list: Sequence[Shot], *,
-          carry: str = "subject", hold_latent_frames: int = 1, settings: Settings | None = None,
+          carry: str = "subject", hold_latent_frames: int = DEFAULT_HOLD, settings: Settings | None = None,
           progress: LongProgress | None = None, cancel: Callable[[], bool] | None = None) -> RunReport:
     """A film of several shots joined with hard cuts. carry="subject": every shot after the first holds the first
     shot's subject (look and voice) as reference tokens; "none": each shot stands alone. A shot longer than one

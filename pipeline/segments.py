@@ -35,14 +35,19 @@ log = logging.getLogger(__name__)
 TRAINED_HOLDS: dict[str, frozenset[str]] = {}
 DEFAULT_TRAINED_HOLDS = frozenset({"first_frame"})
 HOLD_MODES = ("auto", "clean", "noised")
+# Latent frames a segment holds from the one before (5 video frames): on 4 films extended to 20 s it kept the
+# subject's colour at every seam and the sound in sync (0.62 frames), where holding 1 frame kept 80% / 1.09.
+DEFAULT_HOLD = 2
 
 
-def hold_mode_for(model: JointModel, hold: str, hold_latent_frames: int = 1) -> str:
+def hold_mode_for(model: JointModel, hold: str) -> str:
     """"clean" when the model was trained with holds of kind `hold` ("segment_tail", "whole_audio",
-    "whole_video"), else "noised". A one-frame segment tail is the trained first-frame hold for its video part,
-    so it is held clean (the audio span beside it is new to the shipped models either way)."""
+    "whole_video"), else "noised". A segment tail is held clean by a model trained with a clean first frame: its
+    video part is a run of leading clean frames (measured: colour kept at every seam, sound in sync); whole-sound
+    and whole-video holds are far from that, and replacement measured better there (A2V 70% vs 40% within a
+    frame, V2A 35% vs 20%, on 20 clips each)."""
     trained = TRAINED_HOLDS.get(model.spec.family, DEFAULT_TRAINED_HOLDS)
-    if hold in trained or (hold == "segment_tail" and hold_latent_frames == 1 and "first_frame" in trained):
+    if hold in trained or (hold == "segment_tail" and "first_frame" in trained):
         return "clean"
     return "noised"
 
@@ -208,7 +213,7 @@ class _Run:
         return self._prompts[prompt]
 
     def sample(self, prompt: str, items: list, height: int, width: int, frames_preset: str | None = None,
-               seed_offset: int = 0, hold: str = "segment_tail", hold_latent_frames: int = 1) -> JointLatent:
+               seed_offset: int = 0, hold: str = "segment_tail") -> JointLatent:
         if self.cancel is not None and self.cancel():
             raise GenerationInterrupted(f"stopped before segment {self.report.segments + 1}")
         latent = api.empty_latent(self.model, frames_preset or api.MODEL_DURATION, height, width)
@@ -222,7 +227,7 @@ class _Run:
         s = self.settings
         if s.hold_mode not in HOLD_MODES:
             raise InputValueError(f"hold_mode={s.hold_mode!r}: expected one of {', '.join(HOLD_MODES)}")
-        mode = hold_mode_for(self.model, hold, hold_latent_frames) if s.hold_mode == "auto" else s.hold_mode
+        mode = hold_mode_for(self.model, hold) if s.hold_mode == "auto" else s.hold_mode
         return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
                           steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
                           video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,
@@ -312,8 +317,7 @@ def _segment(run: _Run, prompt: str, given: _Given, start_frame: int, tail: _Tai
         items.append(references)
     hold_kind = "whole_audio" if given_sound is not None else "whole_video" if given_video is not None \
         else "segment_tail"
-    latent = run.sample(prompt, items, *size, seed_offset=run.report.segments, hold=hold_kind,
-                        hold_latent_frames=hold)
+    latent = run.sample(prompt, items, *size, seed_offset=run.report.segments, hold=hold_kind)
     frames, sound = decode_segment(run.decoders, latent)
     if given_video is not None:
         frames = given_video

@@ -198,7 +198,7 @@ def evaluate_shots(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED)
 
 
 def evaluate_extension(films: int = 4, to_seconds: float = 20.0, steps: int | None = None, seed: int = EVAL_SEED,
-                       hold: int = 1) -> dict:
+                       hold: int = long_form.DEFAULT_HOLD) -> dict:
     """`films` bounce/speak films extended from a generated 2 s segment to `to_seconds`; seam figures per film."""
     model, decoders = _parts()
     out = []
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=20, help="clips / films for a2v, v2a and shots")
     p.add_argument("--films", type=int, default=4, help="films for extend")
     p.add_argument("--to", type=float, default=20.0, help="extension target seconds")
-    p.add_argument("--hold", type=int, default=1)
+    p.add_argument("--hold", type=int, default=long_form.DEFAULT_HOLD)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--hold-mode", default="auto", choices=["auto", "clean", "noised"])
     args = p.parse_args(argv)

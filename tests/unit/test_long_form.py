@@ -69,7 +69,7 @@ def only_inputs(folder: Path, *inputs: str) -> None:
 def test_extend_from_a_prompt_holds_each_segment_tail_and_writes_the_asked_duration(tmp_path, monkeypatch, parts):
     spy = SampleSpy(monkeypatch)
     out = tmp_path / "long.mp4"
-    rc = cli("extend", "--to", "5s", "--prompt", BOUNCE, "--steps", "2", "--out", out)
+    rc = cli("extend", "--to", "5s", "--prompt", BOUNCE, "--steps", "2", "--hold", "1", "--out", out)
     assert rc == 0
     info = probe_mp4(out)
     assert info["video"][0]["frames"] == 60 and abs(info["video"][0]["duration"] - 5.0) < 1e-6
@@ -89,7 +89,7 @@ def test_extend_library_reports_its_seams_and_writes_frames_and_sound_of_one_len
     model, decoders = parts
     with StreamingMP4Writer(tmp_path / "x.mp4", FPS, 64, 64) as writer:
         report = long_form.extend(model, decoders, writer, to_seconds=4.0, prompts=[BOUNCE, "a red ball slides"],
-                                  settings=long_form.Settings(steps=2))
+                                  hold_latent_frames=1, settings=long_form.Settings(steps=2))
         writer.commit()
     # 24 usable frames of the first segment, then 23 new ones per segment (its held frame is the previous last)
     assert report.frames == 48 and report.seams == [24, 47] and report.segments == 3 and not report.interrupted
@@ -99,7 +99,7 @@ def test_extend_library_reports_its_seams_and_writes_frames_and_sound_of_one_len
 def test_extend_an_mp4_with_sound_starts_with_its_frames(tmp_path, toy_clip):
     source = write_toy(tmp_path / "in.mp4", toy_clip)
     out = tmp_path / "out.mp4"
-    assert cli("extend", source, "--to", "4s", "--prompt", BOUNCE, "--steps", "2", "--out", out) == 0
+    assert cli("extend", source, "--to", "4s", "--prompt", BOUNCE, "--steps", "2", "--hold", "1", "--out", out) == 0
     frames_in, _, _, _ = read_mp4(source)
     frames_out, sound, fps, rate = read_mp4(out)
     assert fps == FPS and len(frames_out) == 48 and rate == MODEL_RATE
@@ -108,10 +108,9 @@ def test_extend_an_mp4_with_sound_starts_with_its_frames(tmp_path, toy_clip):
     assert diff < 4.0, f"input frames changed by {diff:.2f} levels on average"
 
 
-def test_extend_with_hold_2_holds_five_frames_and_their_sound(tmp_path, monkeypatch):
+def test_extend_holds_five_frames_and_their_sound_by_default(tmp_path, monkeypatch):
     spy = SampleSpy(monkeypatch)
-    assert cli("extend", "--to", "3s", "--prompt", BOUNCE, "--steps", "2", "--hold", "2",
-               "--out", tmp_path / "h.mp4") == 0
+    assert cli("extend", "--to", "3s", "--prompt", BOUNCE, "--steps", "2", "--out", tmp_path / "h.mp4") == 0
     items, latent = spy.calls[1]
     tail = items[0]
     assert tail.video.shape[2] == 2 and tail.audio.shape[1] == 14  # 5 frames = 417 ms -> 14 latents of 32 ms
@@ -126,7 +125,8 @@ def test_interrupted_extension_keeps_the_finished_segments_as_a_valid_file(tmp_p
         return len(spy.calls) >= 1
 
     out = tmp_path / "cut.mp4"
-    assert cli("extend", "--to", "10s", "--prompt", BOUNCE, "--steps", "2", "--out", out, cancel=cancel) == 130
+    assert cli("extend", "--to", "10s", "--prompt", BOUNCE, "--steps", "2", "--hold", "1", "--out", out,
+               cancel=cancel) == 130
     only_inputs(tmp_path, "cut.mp4")
     info = probe_mp4(out)
     assert info["video"][0]["frames"] == 24  # the first segment's usable frames, whole
@@ -190,7 +190,8 @@ def test_a_long_sound_is_animated_in_segments_each_holding_its_sound_and_the_las
     wav = tmp_path / "long.wav"
     sound = np.concatenate([toy_clip.audio, toy_clip.audio])
     write_audio(wav, {"waveform": torch.from_numpy(sound)[None, None], "sample_rate": MODEL_RATE})
-    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold", "1",
+               "--out", tmp_path / "a.mp4") == 0
     assert probe_mp4(tmp_path / "a.mp4")["video"][0]["frames"] == 48 and len(spy.calls) == 3
     items, latent = spy.calls[1]
     kinds = sorted(type(i).__name__ for i in items)
@@ -207,7 +208,7 @@ def test_a_long_video_gets_its_sound_in_segments_each_holding_its_frames_and_the
     spy = SampleSpy(monkeypatch)
     source = write_toy(tmp_path / "long.mp4", toy_clip, sound=False,
                        frames=np.concatenate([toy_clip.frames, toy_clip.frames[1:]]))
-    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "f.mp4") == 0
+    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--hold", "1", "--out", tmp_path / "f.mp4") == 0
     info = probe_mp4(tmp_path / "f.mp4")
     assert info["video"][0]["frames"] == 49 and abs(info["audio"][0]["duration"] - 49 / FPS) <= 1 / FPS
     items, latent = spy.calls[1]
@@ -226,7 +227,8 @@ def test_shots_join_with_hard_cuts_and_carry_the_first_subject(tmp_path, monkeyp
     model, decoders = parts
     shots = [long_form.parse_shot(s) for s in (f"{BOUNCE}@2s", "the same ball slides@1s", "it bounces@2.5s")]
     with StreamingMP4Writer(tmp_path / "film.mp4", FPS, 64, 64) as writer:
-        report = long_form.shots(model, decoders, writer, shots, settings=long_form.Settings(steps=2))
+        report = long_form.shots(model, decoders, writer, shots, hold_latent_frames=1,
+                                 settings=long_form.Settings(steps=2))
         writer.commit()
     assert report.cuts == [24, 36] and report.frames == 66
     assert probe_mp4(tmp_path / "film.mp4")["video"][0]["frames"] == 66
@@ -331,7 +333,7 @@ def test_graph_latents_hold_what_they_were_given(parts, toy_clip):
     assert isinstance(a2v.conditionings[0], WholeAudio) and a2v.conditionings[0].latent.shape[1] == a2v.audio.shape[1]
     v2a = graph_latents.video_to_audio_latent(model, decoders, images)
     assert isinstance(v2a.conditionings[0], WholeVideo) and v2a.conditionings[0].latent.shape == v2a.video.shape
-    ext, usable, held = graph_latents.extension_latent(model, decoders, images, audio)
+    ext, usable, held = graph_latents.extension_latent(model, decoders, images, audio, hold_latent_frames=1)
     tail = ext.conditionings[0]
     # 2.0 s of sound: frame 22 is the last whose 3 held audio latents (96 ms) fit inside it
     assert (usable, held) == (23, 1) and tail.video.shape[2] == 1 and tail.audio.shape[1] == 3
@@ -350,8 +352,7 @@ def test_graph_latents_refuse_short_inputs(parts, toy_clip):
 
 def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch):
     model, _ = parts
-    assert long_form.hold_mode_for(model, "segment_tail", 1) == "clean"  # its video part is the trained first frame
-    assert long_form.hold_mode_for(model, "segment_tail", 2) == "noised"
+    assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # leading clean frames, as the trained first frame
     assert long_form.hold_mode_for(model, "whole_audio") == "noised"
     assert long_form.hold_mode_for(model, "whole_video") == "noised"
     monkeypatch.setitem(long_form.TRAINED_HOLDS, model.spec.family, frozenset({"first_frame", "whole_audio"}))
@@ -366,4 +367,4 @@ def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):
     assert spy.calls[0][1].provenance["sampler"]["hold_mode"] == "noised"
     assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "clean",
                "--out", tmp_path / "b.mp4") == 0
-    assert "hold_mode" not in spy.calls[1][1].provenance["sampler"]
+    assert "hold_mode" not in spy.calls[-1][1].provenance["sampler"]

@@ -3,9 +3,10 @@ NOT trained with these keep-masks (only a clean first frame, and cameo reference
 meet yet are strict xfails naming issue 18: when a model trained for them passes, the XPASS fails the run and the
 marker must go.
 
-Sizes are cut for the CPU tier (JOINTAV_LONG_FORM_N=20 runs the issue's 20 clips / films; the closing figures come
-from `python -m jointav.training.evaluate_long`, which also covers 20 s and 60 s extensions). Sampling uses the
-model's own 24 UniPC steps.
+Audio-to-video and video-to-audio run the issue's 20 clips (one 2 s segment each: a smaller set misstates them; 6
+clips put A2V at 83% where 20 give 70%). Multi-shot and extension are cut for the CPU tier (JOINTAV_LONG_FORM_FILMS
+sets the films; `python -m jointav.training.evaluate_long` gives the closing figures: 20 films, 20 s and 60 s
+extensions). Sampling uses the model's own 24 UniPC steps.
 """
 
 from __future__ import annotations
@@ -23,22 +24,22 @@ if not (BUNDLE_DIR / BUNDLE_NAME).is_file():
                 f"measured", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
-N = int(os.environ.get("JOINTAV_LONG_FORM_N", "6"))
-FILMS = max(2, N * 2 // 3)
+N = 20
+FILMS = int(os.environ.get("JOINTAV_LONG_FORM_FILMS", "4"))
 BELOW_TARGET = pytest.mark.xfail(strict=True, reason="issue 18: the shipped default model was not trained with "
                                                      "whole-modality / segment-tail keep-masks; below this target")
 
 
 @pytest.fixture(scope="module")
 def a2v():
-    result = evaluate_long.evaluate_a2v(N, synthetic=max(1, N // 5) if N < 10 else 4)
+    result = evaluate_long.evaluate_a2v(N)
     print("\n" + evaluate_long.summary("a2v", result))
     return result
 
 
 @pytest.fixture(scope="module")
 def v2a():
-    result = evaluate_long.evaluate_v2a(N, synthetic=max(1, N // 5) if N < 10 else 4)
+    result = evaluate_long.evaluate_v2a(N)
     print("\n" + evaluate_long.summary("v2a", result))
     return result
 
@@ -69,9 +70,11 @@ def test_audio_to_video_events_land_on_the_given_onsets(a2v):
     assert a2v["within_one_frame"] >= 0.8, f"{a2v['within_one_frame']:.0%} of clips within 1 frame, expected >= 80%"
 
 
-# The shuffled pairing is printed, not asserted here: on this tier's 6 clips A2V is in sync in 67% against 33%
-# shuffled, but on the issue's 20 clips (evaluate_long) 40% against 30%, so a 6-clip assertion would claim more than
-# the model does.
+@BELOW_TARGET
+def test_audio_to_video_shuffled_pairing_is_clearly_worse(a2v):
+    s = a2v["sync"]
+    assert s["shuffled"]["median_abs_offset"] >= s["median_abs_offset"] + 1.0 \
+        or s["in_sync_fraction"] >= s["shuffled"]["in_sync_fraction"] + 0.3
 
 
 @BELOW_TARGET
