@@ -28,7 +28,7 @@ from ..errors import GenerationInterrupted, InputValueError
 from ..samplers import ReferenceTokens
 from .segments import (DEFAULT_HOLD, DEFAULT_TRAINED_HOLDS, HOLD_MODES, MAX_SECONDS, TRAINED_HOLDS, LongProgress, RunReport,
                        Settings, _check_hold, _check_prompts, _film, _first_tail, _Given, _Run, _segment,
-                       _sample_at, _total_frames, check_media_fits, held_frames, hold_mode_for, parse_seconds,
+                       _sample_at, _total_frames, _usable_frames, check_media_fits, held_frames, hold_mode_for, parse_seconds,
                        plan_segments)
 from .types import Decoders, JointModel
 
@@ -211,6 +211,11 @@ def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, sho
                 # the first shot's first segment is sampled alone, so its subject can be carried from it
                 frames, sound = _segment(run, shot.prompt, _Given(), 0, None, hold_latent_frames, None, writer.size)
                 references = subject_reference(model, decoders, frames, sound)
+                whole = _usable_frames(len(frames), len(sound), fps, 0, 0)
+                if whole >= end:  # the shot ends in this segment
+                    run.write(frames[:whole], sound, limit_frames=end)
+                    run.report.segments += 1
+                    continue
                 usable, tail = _first_tail(frames, sound, model, hold_latent_frames, "shot 1")
                 run.write(frames[:usable], sound, limit_frames=end)
                 run.report.segments += 1

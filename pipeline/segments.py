@@ -341,16 +341,16 @@ def _film(run: _Run, prompts: Sequence[str], total_frames: int, hold: int, size:
         start = run.writer.frames_written - (n if tail is not None else 0)
         frames, sound = _segment(run, prompt, given, start, tail, hold, references, size)
         usable = _usable_frames(len(frames), len(sound), fps, n, held_samples)
-        if tail is None:
-            if usable < n:
-                raise InputShapeError(f"a segment of {len(frames)} frames has too little sound to hold its last {n}")
-            run.write(frames[:usable], sound, limit_frames=total_frames)
-        else:
-            if usable <= n:
-                raise InputShapeError(f"extension: a segment of {len(frames)} frames adds nothing after {n} held frames")
+        first_new = n if tail is not None else 0
+        whole = _usable_frames(len(frames), len(sound), fps, 0, 0)  # every frame its sound reaches
+        if run.writer.frames_written + whole - first_new >= total_frames:
+            usable = whole  # the film ends in this segment: no tail to keep, so its sound's reach is the limit
+        if usable <= first_new or (tail is None and usable < n):
+            raise InputShapeError(f"a segment of {len(frames)} frames has too little sound to hold its last {n}")
+        if tail is not None:
             # the held frames were written already (they are the previous segment's); the sound switches at their end
             run.report.seams.append(run.writer.frames_written)
-            run.write(frames[n:usable], sound[_sample_at(n, fps):], limit_frames=total_frames)
+        run.write(frames[first_new:usable], sound[_sample_at(first_new, fps):], limit_frames=total_frames)
         run.report.segments += 1
         index += 1
         tail = _Tail(frames[usable - n:usable].copy(), sound[_sample_at(usable - n, fps):].copy())

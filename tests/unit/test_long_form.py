@@ -368,3 +368,10 @@ def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):
     assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "clean",
                "--out", tmp_path / "b.mp4") == 0
     assert "hold_mode" not in spy.calls[-1][1].provenance["sampler"]
+
+
+def test_the_last_segment_of_a_film_uses_every_frame_its_sound_reaches(tmp_path, monkeypatch):
+    spy = SampleSpy(monkeypatch)
+    # 2 s = 24 frames: one segment whose sound reaches frame 24, though with a 5-frame tail to keep it would stop at 23
+    assert cli("extend", "--to", "2s", "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "o.mp4") == 0
+    assert len(spy.calls) == 1 and probe_mp4(tmp_path / "o.mp4")["video"][0]["frames"] == 24
