@@ -64,7 +64,7 @@ def _extra_commands():
     import importlib
 
     found = []
-    for name in ("generate", "vocabulary", "verify", "cameo", "train"):
+    for name in ("generate", "vocabulary", "verify", "cameo", "train", "long_form"):
         try:
             module = importlib.import_module(f".commands.{name}", __package__)
         except ModuleNotFoundError as e:

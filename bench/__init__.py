@@ -7,7 +7,8 @@ BENCHMARKS = {"dit": "DiT forward time per step, peak memory, and peak RSS while
               "consent": "cameo consent gate and usage-log append time as the usage log grows",
               "toyworld": "toy-world clip render time (the default model's training data), vs real time",
               "build": "time to build the Ovi-size DiT on the meta device, against the default model's",
-              "cache": "step caching: forwards skipped and the output difference against the uncached run"}
+              "cache": "step caching: forwards skipped and the output difference against the uncached run",
+              "long_form": "extend/animate/foley/shots: peak memory and time per output second at 1x, 2x, 4x length"}
 
 
 def register_benchmarks(subparsers) -> None:

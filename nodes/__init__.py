@@ -10,6 +10,7 @@ from .decode import DecodeAudio, DecodeVideo
 from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
 from .legacy import register as register_renamed_inputs
 from .loaders import LoadDecoders, LoadModel, register_audio_folder
+from .long_form import AudioToVideoLatent, ExtendLatent, VideoToAudioLatent
 from .prompt import EncodePrompt
 from .provenance import SaveVideo, Verify
 from .sampler import Sampler
@@ -17,7 +18,8 @@ from .video import ToVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
-    ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo,
+    ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo, AudioToVideoLatent,
+    VideoToAudioLatent, ExtendLatent,
 ]
 
 

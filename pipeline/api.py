@@ -292,7 +292,8 @@ def checked_steps(steps) -> int:
 def sample(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int = 0, steps: int = 50,
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
            skip_layer: int | str | None = "default", progress=None, cancel=None,
-           step_cache: StepCache | None = None) -> JointLatent:
+           step_cache: StepCache | None = None,
+           hold_mode: str = "clean") -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
 
     skip_layer: the block skipped in the negative pass; "default" (or -1) takes the model family's (11 for
@@ -324,7 +325,8 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                 shift=shift, video_guidance=video_guidance, audio_guidance=audio_guidance, slg_layer=skip_layer,
                 conditioning=latent.conditionings or None, seed=seed,
                 audio_per_video_frame=model.spec.audio_per_video_frame, device=device, dtype=dtype,
-                progress=progress, cancel=cancel, step_cache=step_cache)
+                progress=progress, cancel=cancel, step_cache=step_cache,
+                hold_mode=hold_mode)
     finally:
         dit.block_check = None
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
@@ -332,7 +334,8 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                   "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
                               "audio_guidance": audio_guidance, "skip_layer": skip_layer,
                               "video_negative": conditioning.video_negative_prompt,
-                              "audio_negative": conditioning.audio_negative_prompt}}
+                              "audio_negative": conditioning.audio_negative_prompt,
+                              **({"hold_mode": hold_mode} if hold_mode != "clean" else {})}}
     if step_cache is not None:
         provenance["sampler"]["step_cache"] = {"threshold": step_cache.threshold, "skipped": step_cache.skipped,
                                                "computed": step_cache.computed}

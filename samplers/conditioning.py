@@ -1,15 +1,29 @@
-"""Keep-mask conditioning: latent frames / audio positions held at clean values while the rest is generated.
+"""Conditioning items: every way of holding part of the joint latent clean while the rest is generated.
 
-Every way of conditioning is one small type that turns itself into a `KeepMask` for a given latent shape:
-`FirstFrame` (image-to-audio-video: Ovi's i2v), `VideoFrames` (any run of latent frames: video extension,
-cameo reference), `AudioSpan` (any run of audio latent positions), or a `KeepMask` itself for per-item masks.
-`combine` merges several into one. The loop overwrites the held entries with their clean values before every
-model call and once more after the last step, and hands the masks to the model, which gives those tokens
-timestep 0 (the reference's first_frame_is_clean).
+One protocol (`ConditioningItem`): an item applies itself to a latent of a given shape by returning a
+`KeepMask` (clean values and where to hold them); an item that also adds clean tokens outside the clip's timeline
+(a cameo's face and voice, a multi-shot film's subject) has a `reference_tokens(video_shape, audio_shape)` method
+too. The items:
+
+- `FirstFrame`: the encoded image is latent frame 0 (image-to-audio-video: Ovi's i2v; a cameo's first frame).
+- `VideoFrames`: any run of latent frames.
+- `AudioSpan`: any run of audio latent positions.
+- `SegmentTail`: extension; the previous segment's last latent frames AND the audio span that covers them, held
+  as the start of the next segment (one item, so the two spans can never disagree).
+- `WholeVideo` / `WholeAudio`: one modality held clean for the whole clip (video-to-audio "foley" and
+  audio-to-video).
+- `KeepMask` itself, for per-item masks; `samplers.guidance.ReferenceTokens` (and cameo.conditioning's
+  `CameoReference`) for reference tokens, whose keep mask is empty.
+
+`resolve` turns a list of items into the one `Held` the sampler uses (masks OR-ed, at most one set of
+reference tokens). The loop overwrites the held entries with their clean values before every model call and once
+more after the last step, and hands the masks to the model, which gives those tokens timestep 0 (the reference's
+first_frame_is_clean).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,10 +35,15 @@ from ..errors import InputShapeError, InputValueError
 Shape = tuple[int, ...]
 
 
-class Conditioning(Protocol):
+class ConditioningItem(Protocol):
+    """One way of holding part of the latent. Items that add reference tokens also have `reference_tokens`."""
+
     def keep_mask(self, video_shape: Shape, audio_shape: Shape) -> KeepMask:
         """The clean values and masks for a video latent `[B, C, F, H, W]` and an audio latent `[B, L, C]`."""
         ...
+
+
+Conditioning = ConditioningItem  # the older name, kept for callers
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,16 @@ class KeepMask:
             mask = self.audio_mask.to(audio.device)[:, :, None]
             audio = torch.where(mask, self.audio_values.to(audio.device, audio.dtype), audio)
         return video, audio
+
+    def apply_noised(self, video: torch.Tensor, audio: torch.Tensor, video_noise: torch.Tensor,
+                     audio_noise: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held entries set to their clean values noised to `sigma`: (1 - sigma) * clean + sigma * noise."""
+        noised = KeepMask(
+            None if self.video_mask is None else (1 - sigma) * self.video_values.to(video.device, video.dtype)
+            + sigma * video_noise, self.video_mask,
+            None if self.audio_mask is None else (1 - sigma) * self.audio_values.to(audio.device, audio.dtype)
+            + sigma * audio_noise, self.audio_mask)
+        return noised.apply(video, audio)
 
 
 def _check_pair(modality: str, values, mask, latent_shape: Shape, time_axis: int) -> None:
@@ -185,7 +214,8 @@ def combine(conditionings: Conditioning | Sequence[Conditioning] | None, video_s
     for item in items:
         if not hasattr(item, "keep_mask"):
             raise InputValueError(
-                f"conditioning: got {type(item).__name__}, expected FirstFrame, VideoFrames, AudioSpan or KeepMask"
+                f"conditioning: got {type(item).__name__}, expected a conditioning item (FirstFrame, VideoFrames, "
+                f"AudioSpan, SegmentTail, WholeVideo, WholeAudio, KeepMask, ReferenceTokens)"
             )
         keep = item.keep_mask(tuple(video_shape), tuple(audio_shape))
         video_values, video_mask = _merge(video_values, video_mask, keep.video_values, keep.video_mask,
@@ -195,3 +225,100 @@ def combine(conditionings: Conditioning | Sequence[Conditioning] | None, video_s
     if video_mask is None and audio_mask is None:
         return None
     return KeepMask(video_values, video_mask, audio_values, audio_mask)
+
+
+def _as_batched(latent: torch.Tensor, ndim: int, what: str, layout: str) -> torch.Tensor:
+    if not isinstance(latent, torch.Tensor):
+        raise InputValueError(f"{what}: got {type(latent).__name__}, expected a tensor {layout}")
+    latent = latent if latent.ndim == ndim else latent.unsqueeze(0)
+    if latent.ndim != ndim:
+        raise InputShapeError(f"{what}: shape {tuple(latent.shape)}, expected {layout}")
+    return latent
+
+
+@dataclass(frozen=True)
+class WholeVideo:
+    """Video-to-audio (foley): the whole video latent `[B or 1, C, F, H, W]` (or `[C, F, H, W]`) held clean."""
+
+    latent: torch.Tensor
+
+    def keep_mask(self, video_shape: Shape, audio_shape: Shape) -> KeepMask:
+        latent = _as_batched(self.latent, 5, "WholeVideo latent", "[B, C, F, H, W]")
+        if latent.shape[2] != video_shape[2]:
+            raise InputShapeError(f"WholeVideo latent: {latent.shape[2]} latent frames, expected all "
+                                  f"{video_shape[2]} of the clip's video latent {tuple(video_shape)}")
+        return _video_run(latent, 0, video_shape, "WholeVideo latent")
+
+
+@dataclass(frozen=True)
+class WholeAudio:
+    """Audio-to-video: the whole audio latent `[B or 1, L, C]` (or `[L, C]`) held clean."""
+
+    latent: torch.Tensor
+
+    def keep_mask(self, video_shape: Shape, audio_shape: Shape) -> KeepMask:
+        latent = _as_batched(self.latent, 3, "WholeAudio latent", "[B, L, C]")
+        if latent.shape[1] != audio_shape[1]:
+            raise InputShapeError(f"WholeAudio latent: {latent.shape[1]} audio latents, expected all "
+                                  f"{audio_shape[1]} of the clip's audio latent {tuple(audio_shape)}")
+        return AudioSpan(latent, 0).keep_mask(video_shape, audio_shape)
+
+
+def audio_positions_covering(latent_frames: int, video_frames_per_latent: int, fps: float,
+                             audio_seconds_per_latent: float) -> int:
+    """Audio latent positions from time 0 that cover the first `latent_frames` latent frames' video frames.
+
+    Latent frame 0 is one video frame, each further one `video_frames_per_latent` frames; frame i lasts from
+    i/fps to (i+1)/fps, so the span is (1 + (k-1)*r)/fps seconds, rounded UP to whole audio latents.
+    """
+    frames = 1 + (latent_frames - 1) * video_frames_per_latent
+    return math.ceil(frames / fps / audio_seconds_per_latent - 1e-9)
+
+
+@dataclass(frozen=True)
+class SegmentTail:
+    """Extension: the previous segment's last latent frames `[B or 1, C, k, H, W]` and the audio latents
+    `[B or 1, m, C]` covering them, held as the first k latent frames and the first m audio positions of the
+    next segment. `min_audio` (when given) is the fewest positions that cover the k frames; fewer is refused,
+    so the held audio always spans at least the held video."""
+
+    video: torch.Tensor
+    audio: torch.Tensor
+    min_audio: int | None = None
+
+    def keep_mask(self, video_shape: Shape, audio_shape: Shape) -> KeepMask:
+        video = _as_batched(self.video, 5, "SegmentTail video", "[B, C, k, H, W]")
+        audio = _as_batched(self.audio, 3, "SegmentTail audio", "[B, m, C]")
+        if self.min_audio is not None and audio.shape[1] < self.min_audio:
+            raise InputShapeError(f"SegmentTail audio: {audio.shape[1]} audio latents, expected at least "
+                                  f"{self.min_audio} to cover the {video.shape[2]} held latent frames")
+        held_video = _video_run(video, 0, video_shape, "SegmentTail video")
+        held_audio = AudioSpan(audio, 0).keep_mask(video_shape, audio_shape)
+        return KeepMask(held_video.video_values, held_video.video_mask, held_audio.audio_values,
+                        held_audio.audio_mask)
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the sampler holds for one clip: the merged keep mask (None: nothing) and the reference tokens
+    (None: none)."""
+
+    keep: KeepMask | None
+    references: object | None  # samplers.guidance.ReferenceTokens
+
+
+def resolve(items: ConditioningItem | Sequence[ConditioningItem] | None, video_shape: Shape,
+            audio_shape: Shape) -> Held:
+    """The one `Held` for a list of conditioning items: their keep masks combined, and the reference tokens of
+    the (at most one) item that has them."""
+    if items is None:
+        return Held(None, None)
+    items = [items] if not isinstance(items, (list, tuple)) else list(items)
+    references = [c for c in items if hasattr(c, "reference_tokens")]
+    if len(references) > 1:
+        raise InputValueError(f"conditioning: {len(references)} reference-token items (cameos, kept subjects) given; "
+                              f"expected at most one per clip")
+    refs = None
+    if references:
+        refs = references[0].reference_tokens(tuple(video_shape), tuple(audio_shape))
+    return Held(combine(items, video_shape, audio_shape), refs)

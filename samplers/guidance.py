@@ -85,6 +85,12 @@ class ReferenceTokens:
     audio: torch.Tensor | None = field(default=None, repr=False)
     guided: bool = False  # True: the negative pass runs without them, so guidance also steers toward them
 
+    def keep_mask(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]):
+        """Reference tokens hold nothing inside the clip: an empty keep mask (the conditioning-item protocol)."""
+        from .conditioning import KeepMask
+
+        return KeepMask()
+
     def reference_tokens(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]) -> ReferenceTokens:
         """Self, checked against a video latent `[B, C, F, h, w]` and an audio latent `[B, L, C]`."""
         if self.video is None and self.audio is None:

@@ -4,9 +4,10 @@ Per step i (as Ovi's OviFusionEngine.generate): check cancel; overwrite held fra
 values; one positive and one negative model pass at timestep[i]; combine per modality; advance the video and the
 audio solver; report progress. After the last step the held entries are overwritten once more.
 
-Conditionings are keep-masks (samplers.conditioning) or reference tokens: any object with a
-`reference_tokens(video_shape, audio_shape)` method (guidance.ReferenceTokens, cameo.conditioning.CameoReference),
-whose clean latents both guidance passes receive at every step; at most one per clip.
+Conditionings are conditioning items (samplers.conditioning): each applies itself to the latent as a keep mask,
+and an item with a `reference_tokens(video_shape, audio_shape)` method (guidance.ReferenceTokens,
+cameo.conditioning.CameoReference) also adds clean tokens that both guidance passes receive at every step; at
+most one such item per clip. `conditioning.resolve` makes the one `Held` the loop uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fractions import Fraction
 import torch
 
 from ..errors import GenerationInterrupted, InputShapeError, InputValueError
-from .conditioning import Conditioning, combine
+from .conditioning import Conditioning, resolve
 from .dpmpp import DPMPPSolver
 from .euler import EulerSolver
 from .guidance import (DEFAULT_AUDIO_GUIDANCE, DEFAULT_SLG_LAYER, DEFAULT_VIDEO_GUIDANCE, JointGuidance, JointModel,
@@ -28,6 +29,7 @@ from .unipc import UniPCSolver
 
 SOLVERS: dict[str, type[FlowSolver]] = {"unipc": UniPCSolver, "dpm++": DPMPPSolver, "euler": EulerSolver}
 DEFAULT_SOLVER, DEFAULT_STEPS, DEFAULT_SHIFT = "unipc", 50, 5.0
+HOLD_MODES = ("clean", "noised")
 
 # Ovi pairs 31 video latent frames with 157 audio latents (5 s) and 61 with 314 (10 s): a fixed table in its
 # engine, which is the same ratio in both models: 157 audio latents per 30 latent-frame intervals (5 s at 24 fps
@@ -106,19 +108,6 @@ def _check_lengths(video: torch.Tensor, audio: torch.Tensor, ratio: Fraction | f
         )
 
 
-def _split_references(conditioning) -> tuple[list | None, object | None]:
-    """(keep-mask conditionings or None, the one reference-token conditioning or None)."""
-    if conditioning is None:
-        return None, None
-    items = [conditioning] if not isinstance(conditioning, (list, tuple)) else list(conditioning)
-    references = [c for c in items if hasattr(c, "reference_tokens")]
-    if len(references) > 1:
-        raise InputValueError(f"conditioning: {len(references)} reference-token conditionings (cameos) given; "
-                              f"expected at most one per clip")
-    keep = [c for c in items if not hasattr(c, "reference_tokens")]
-    return keep or None, references[0] if references else None
-
-
 def sample(
     model: JointModel,
     video: torch.Tensor | Sequence[int],
@@ -140,6 +129,7 @@ def sample(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     step_cache: StepCache | None = None,
+    hold_mode: str = "clean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate (video latent `[B, C, F, H, W]`, audio latent `[B, L, C]`).
 
@@ -147,11 +137,17 @@ def sample(
     `device` in `dtype` (see initial_noise; seed is unused for given tensors). The latent stays in that dtype
     between steps. positive/negative: text contexts per tower (PromptContexts.shared(emb) for one prompt).
     audio_per_video_frame: the model's temporal ratio for the length check (None skips it).
-    conditioning: keep-masks (FirstFrame, VideoFrames, AudioSpan, KeepMask) and at most one reference-token
-    conditioning (ReferenceTokens, CameoReference), in any order.
+    conditioning: conditioning items (FirstFrame, VideoFrames, AudioSpan, SegmentTail, WholeVideo, WholeAudio,
+    KeepMask) and at most one reference-token item (ReferenceTokens, CameoReference), in any order.
     progress(done, total) is called after each step with done = 1..total; cancel() is checked before each step
     and True raises GenerationInterrupted.
     step_cache: skip model passes whose step barely changes their input (samplers/step_cache.py); None = off.
+    hold_mode: how held entries are held. "clean" (the reference's i2v): set to their clean values before every
+    step and flagged to the model, which gives them timestep 0; needs a model trained with such masks.
+    "noised" (replacement, for weights never trained with a mask of that kind): set before every step to the clean
+    value noised to the step's sigma, (1 - sigma) * clean + sigma * noise with the run's initial noise, and not
+    flagged, so the model sees an ordinary noisy latent whose held part follows the clean one. Both end with the
+    clean values.
     """
     guidance = JointGuidance(video_guidance, audio_guidance, slg_layer)
     video_solver = make_solver(solver, steps, shift)
@@ -165,15 +161,19 @@ def sample(
             raise InputValueError(f"{name}: got {type(contexts).__name__}, expected PromptContexts(video=..., audio=...)")
     positive = positive.for_batch(batch, "positive")
     negative = negative.for_batch(batch, "negative")
-    keep_conditionings, reference = _split_references(conditioning)
-    keep = combine(keep_conditionings, video.shape, audio.shape)
+    if hold_mode not in HOLD_MODES:
+        raise InputValueError(f"hold_mode: got {hold_mode!r}, expected one of {', '.join(HOLD_MODES)}")
+    held = resolve(conditioning, tuple(video.shape), tuple(audio.shape))
+    keep = held.keep
     masks = {"video_clean": None, "audio_clean": None}
     if keep is not None:
         keep = keep.to(video.device, video.dtype)
-        masks = {"video_clean": keep.video_mask, "audio_clean": keep.audio_mask}
+        if hold_mode == "clean":
+            masks = {"video_clean": keep.video_mask, "audio_clean": keep.audio_mask}
+    noise = (video.clone(), audio.clone()) if keep is not None and hold_mode == "noised" else None
     references: ReferenceTokens | None = None
-    if reference is not None:
-        references = reference.reference_tokens(tuple(video.shape), tuple(audio.shape)).to(video.device, video.dtype)
+    if held.references is not None:
+        references = held.references.to(video.device, video.dtype)
 
     if step_cache is not None:
         step_cache.start(steps)
@@ -184,7 +184,9 @@ def sample(
                 step_cache.begin_step(i)
             if cancel is not None and cancel():
                 raise GenerationInterrupted(f"sampling cancelled before step {i + 1} of {steps} ({solver})")
-            if keep is not None:
+            if noise is not None:
+                video, audio = keep.apply_noised(video, audio, *noise, float(video_solver.sigma(i)))
+            elif keep is not None:
                 video, audio = keep.apply(video, audio)
             t = video_solver.timesteps[i].repeat(batch).to(video.device)
             video_velocity, audio_velocity = guided_velocity(
