@@ -5,10 +5,12 @@ The root `__init__.py` hands ComfyUI `JointAVExtension` through `comfy_entrypoin
 
 from comfy_api.latest import ComfyExtension, io
 
+from ..comfy_native.registration import register as register_native_model
 from .cameo import ApplyCameo, CreateProfile, LoadProfile, register_cameo_folder
 from .decode import DecodeAudio, DecodeVideo
 from .latents import EmptyLatent, ImageToAVLatent, SplitLatent
 from .loaders import LoadDecoders, LoadModel, register_audio_folder
+from .native import NATIVE_NODES
 from .prompt import EncodePrompt
 from .provenance import SaveVideo, Verify
 from .sampler import Sampler
@@ -16,12 +18,13 @@ from .video import ToVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
-    ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo,
+    ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo, *NATIVE_NODES,
 ]
 
 
 class JointAVExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        register_native_model()  # core Load Diffusion Model reads Ovi files as a JointAV MODEL
         register_audio_folder()  # before any schema lists the folder's files
         register_cameo_folder()
         return NODES

@@ -64,6 +64,7 @@ class JointModel:
     text_encoder: Any | None = None  # an object with encode(list[str]) -> list[Tensor [L_i, text_dim]]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     offload: str = "none"  # "none" | "cpu": move to device only while sampling
+    native: Any | None = None  # inside ComfyUI: the core MODEL (ModelPatcher) that manages `dit`'s weights
 
 
 @dataclass
