@@ -30,12 +30,14 @@ def _first(conditioning, node: str, name: str):
 
 
 def resolve_skip_layer(skip_layer: int, model, node: str) -> int | None:
-    """-1: the model family's own default; 0: off; otherwise the block index (checked against the model)."""
+    """-1: the model family's own default (off when the model has fewer blocks, so -1 works with every model);
+    0: off; otherwise the block index (checked against the model)."""
+    layers = model.diffusion_model.config.num_layers
     if skip_layer == -1:
-        return model.jointav_spec.default_skip_layer
+        default = model.jointav_spec.default_skip_layer
+        return default if default is not None and 0 < default < layers else None
     if skip_layer == 0:
         return None
-    layers = model.diffusion_model.config.num_layers
     if not 0 < skip_layer < layers:
         raise InputValueError(f"{node}: skip_layer={skip_layer} is beyond the model's {layers} blocks; expected -1 "
                               f"(model default), 0 (off) or 1..{layers - 1}")

@@ -6,6 +6,9 @@
    every other state dict goes to core's own detection unchanged.
 3. `comfy.sd.load_diffusion_model` is wrapped once so that a fusion-DiT file whose tensors do not fit names
    the file (core's detection never sees a path) and the family is read from the published file name.
+4. `comfy.lora.model_lora_keys_unet` is wrapped once so LoRAs whose keys lack core's `diffusion_model.`
+   prefix (`video_model.blocks.0.self_attn.q.lora_A.weight`, as trainers on the plain model write them)
+   find their layer too; core maps the prefixed form and `lora_unet_*` itself.
 The wrappers call the implementation registered last (module attributes on core's modules), so reloading this
 pack updates them without stacking wrappers.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import comfy.lora
 import comfy.model_detection
 import comfy.sd
 import comfy.supported_models
@@ -24,12 +28,13 @@ from ..model_loader.dit import check_keys, infer_fusion_config
 from ..model_loader.ovi_keys import (AUDIO_ROOT, SCALE_INPUT_SUFFIX, SCALE_WEIGHT_SUFFIX, SCALED_FP8_MARKER,
                                      VIDEO_ROOT, fusion_shapes)
 from ..pipeline.specs import OVI_720_5S, spec_for_file
-from .model import IMAGE_MODEL, JointAVFusion
+from .model import IMAGE_MODEL, JointAVFusion, JointAVModel
 
 log = logging.getLogger(__name__)
 
 _DETECT_ATTR = "_jointav_detect"  # on comfy.model_detection: our detection of the moment
 _LOAD_ATTR = "_jointav_after_load"  # on comfy.sd: our post-load step of the moment
+_LORA_ATTR = "_jointav_lora_keys"  # on comfy.lora: our extra LoRA key names of the moment
 _MARKER = "_jointav_original"  # on a wrapper: the function it wraps
 _PROBE = VIDEO_ROOT + "patch_embedding.weight"
 
@@ -104,6 +109,25 @@ def _load_wrapper(original):
     return load_diffusion_model
 
 
+def lora_keys(model, key_map: dict) -> dict:
+    """Prefix-less LoRA names of a JointAV model's weights: `video_model.…` → `diffusion_model.video_model.….weight`."""
+    if isinstance(model, JointAVModel):
+        for key in model.state_dict():
+            if key.startswith("diffusion_model.") and key.endswith(".weight"):
+                key_map.setdefault(key[len("diffusion_model."):-len(".weight")], key)
+    return key_map
+
+
+def _lora_wrapper(original):
+    def model_lora_keys_unet(model, key_map={}):
+        key_map = original(model, key_map)
+        ours = getattr(comfy.lora, _LORA_ATTR, None)
+        return ours(model, key_map) if ours is not None else key_map
+
+    setattr(model_lora_keys_unet, _MARKER, original)
+    return model_lora_keys_unet
+
+
 def register() -> None:
     """Idempotent: safe to call on every load of the pack."""
     models = comfy.supported_models.models
@@ -117,4 +141,7 @@ def register() -> None:
     comfy.sd.__dict__[_LOAD_ATTR] = _after_load
     if not hasattr(comfy.sd.load_diffusion_model, _MARKER):
         comfy.sd.load_diffusion_model = _load_wrapper(comfy.sd.load_diffusion_model)
+    comfy.lora.__dict__[_LORA_ATTR] = lora_keys
+    if not hasattr(comfy.lora.model_lora_keys_unet, _MARKER):
+        comfy.lora.model_lora_keys_unet = _lora_wrapper(comfy.lora.model_lora_keys_unet)
     log.info("JointAV: fusion DiT registered with core model detection (%s)", Path(__file__).parent.name)

@@ -14,11 +14,6 @@ from .types import CATEGORY, JointAVDecoders, JointAVLatent
 SAMPLE_RATES = [16000, 44100, 48000]
 
 
-def joint_latent_input(tooltip: str | None = None) -> io.MultiType.Input:
-    """A latent input taking today's JOINTAV_LATENT or a joint core LATENT (from core samplers)."""
-    return io.MultiType.Input("latent", types=[JointAVLatent, io.Latent], tooltip=tooltip)
-
-
 def as_joint_latent(latent, node: str):
     """A core LATENT dict as the JointLatent the pipeline decodes; a JointLatent passes as it is."""
     return from_core_latent(latent, node) if isinstance(latent, dict) else latent
@@ -34,7 +29,8 @@ class DecodeVideo(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Decodes the video half of a sampled latent into frames (IMAGE, all batch items in a row).",
-            inputs=[JointAVDecoders.Input("decoders"), joint_latent_input()],
+            # today's JOINTAV_LATENT, or a joint core LATENT from core samplers
+            inputs=[JointAVDecoders.Input("decoders"), io.MultiType.Input("latent", types=[JointAVLatent, io.Latent])],
             outputs=[io.Image.Output(display_name="images")],
         )
 
@@ -64,7 +60,7 @@ class DecodeAudio(io.ComfyNode):
             description="Decodes the audio half of a sampled latent into a waveform (AUDIO).",
             inputs=[
                 JointAVDecoders.Input("decoders"),
-                joint_latent_input(),
+                io.MultiType.Input("latent", types=[JointAVLatent, io.Latent]),
                 io.Combo.Input("sample_rate", options=SAMPLE_RATES, default=44100,
                                tooltip="Output rate; the vocoder's own rate (16 kHz for Ovi) is resampled."),
                 io.Boolean.Input("stereo", default=True, tooltip="Two identical channels instead of one."),
