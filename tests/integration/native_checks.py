@@ -69,6 +69,7 @@ class Setup:
                   "audio negative")
 
     def core_sample(self, patcher, conds, latent, seed, steps, sampler="euler", sigmas=None, noise=None):
+        """What core SamplerCustomAdvanced does with our guider and noise, on the joint LATENT of `latent`."""
         import comfy.sample
         import comfy.samplers
 
@@ -78,8 +79,8 @@ class Setup:
         samples = comfy.sample.fix_empty_latent_channels(patcher, core["samples"])
         noise = (noise or self.g.JointAVNoise(seed)).generate_noise(core)
         sigmas = self.g.reference_sigmas("euler", steps, 5.0) if sigmas is None else sigmas
-        out = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler), sigmas, denoise_mask=None,
-                            callback=None, disable_pbar=True, seed=seed)
+        out = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler), sigmas,
+                            denoise_mask=core.get("noise_mask"), callback=None, disable_pbar=True, seed=seed)
         return self.layout.unpack(out)
 
     def reference(self, conds, latent, seed, steps):
@@ -130,6 +131,25 @@ def check_parity(steps: int = 24) -> dict:
     v2, a2 = s.core_sample(s.patcher, conds, latent, seed, steps, noise=CoreRandomNoise(seed))
     return {"rows": rows, "other_seed": {"video": maxdiff(v1, ref_v), "audio": maxdiff(a1, ref_a)},
             "core_random_noise": {"video": maxdiff(v2, ref_v), "audio": maxdiff(a2, ref_a)}}
+
+
+def check_parity_first_frame(steps: int = 24) -> dict:
+    """Image-to-AV: the first latent frame held (core noise_mask vs the library's keep-mask), Euler, same seed."""
+    import torch
+
+    s = Setup()
+    samplers = pack("samplers")
+    rows = []
+    for seed, prompt, duration in CASES[:2]:
+        conds = s.prompts(prompt)
+        latent = s.api.empty_latent(s.joint, duration, 64, 64)
+        first = torch.randn(1, latent.video.shape[1], 1, *latent.video.shape[3:], generator=torch.Generator().manual_seed(9))
+        latent.conditionings.append(samplers.FirstFrame(first))
+        ref_v, ref_a = s.reference(conds, latent, seed, steps)
+        v, a = s.core_sample(s.patcher, conds, latent, seed, steps)
+        rows.append({"seed": seed, "video": maxdiff(v, ref_v), "audio": maxdiff(a, ref_a),
+                     "first_frame_held": maxdiff(v[:, :, :1], first), "reference_first_frame": maxdiff(ref_v[:, :, :1], first)})
+    return {"rows": rows}
 
 
 def check_samplers() -> dict:

@@ -50,6 +50,16 @@ def test_core_path_reproduces_the_jointav_sampler(comfy_python):
         assert result[control]["video"] > 0.1 and result[control]["audio"] > 0.1, (control, result[control])
 
 
+def test_core_path_holds_the_first_frame_like_the_jointav_sampler(comfy_python):
+    """Image-to-AV on the native path: the LATENT's noise_mask holds frame 0 (the model sees it clean, with
+    timestep 0), and the clip matches the JointAV Sampler's first-frame run to 3e-5 (measured 1.2e-5 / 1.3e-5:
+    core steps through x - σ·v, one float32 rounding per step more than the reference, grown by guidance)."""
+    result = run_check(comfy_python, "parity_first_frame", "--use-pytorch-cross-attention")
+    for row in result["rows"]:
+        assert row["video"] <= 3e-5 and row["audio"] <= 3e-5, row
+        assert row["first_frame_held"] <= 1e-5 and row["reference_first_frame"] == 0.0, row
+
+
 def test_core_path_with_cores_default_cpu_attention(comfy_python):
     """With core's default CPU kernel (sub-quadratic attention, not the library's SDPA) the paths agree to within
     its rounding; the figure is reported, the bound is loose (3e-5)."""
