@@ -169,6 +169,15 @@ def check_samplers() -> dict:
                      "audio_shape": list(a.shape), "video_std": float(v.std())}
     normal = comfy.samplers.calculate_sigmas(s.patcher.get_model_object("model_sampling"), "normal", 24)
     out["normal_vs_reference_sigmas"] = maxdiff(normal, s.g.reference_sigmas("euler", 24, 5.0))
+    # core ModelSamplingSD3 sets the flow shift: its shift-3 "normal" table is the reference's shift-3 Euler table
+    from comfy_extras.nodes_model_advanced import ModelSamplingSD3
+
+    shifted = ModelSamplingSD3().patch(s.patcher, 3.0)[0]
+    normal3 = comfy.samplers.calculate_sigmas(shifted.get_model_object("model_sampling"), "normal", 24)
+    out["sd3_shift3_vs_reference_shift3"] = maxdiff(normal3, s.g.reference_sigmas("euler", 24, 3.0))
+    out["sd3_shift3_vs_shift5"] = maxdiff(normal3, normal)
+    v, a = s.core_sample(shifted, conds, latent, seed, 8, sigmas=normal3[::3].clone())
+    out["sd3_finite"] = bool(v.isfinite().all() and a.isfinite().all())
     return out
 
 

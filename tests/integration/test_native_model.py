@@ -77,6 +77,9 @@ def test_core_samplers_and_schedulers_run_on_the_joint_latent(comfy_python):
     assert result["simple_sigmas"][0] == 1.0 and result["simple_sigmas"][-1] == 0.0
     # BasicScheduler "normal" walks the same shifted table as the reference's Euler (float32 vs float64 linspace)
     assert result["normal_vs_reference_sigmas"] < 1e-5
+    # ModelSamplingSD3 changes the shift core's schedulers use, to the reference's table for that shift
+    assert result["sd3_shift3_vs_reference_shift3"] < 1e-5 and result["sd3_shift3_vs_shift5"] > 0.01
+    assert result["sd3_finite"]
 
 
 def test_lora_loader_model_only_in_every_key_form(comfy_python):
