@@ -68,12 +68,13 @@ class Setup:
         return jc(pos[0][0][0], pos[0][0][0], vneg[0][0][0], aneg[0][0][0], "prompt", "video negative",
                   "audio negative")
 
-    def core_sample(self, patcher, conds, latent, seed, steps, sampler="euler", sigmas=None, noise=None):
+    def core_sample(self, patcher, conds, latent, seed, steps, sampler="euler", sigmas=None, noise=None,
+                    skip_layer=-1):
         """What core SamplerCustomAdvanced does with our guider and noise, on the joint LATENT of `latent`."""
         import comfy.sample
         import comfy.samplers
 
-        guider = self.g.JointAVGuider(patcher, 4.0, 3.0, -1)
+        guider = self.g.JointAVGuider(patcher, 4.0, 3.0, skip_layer)
         guider.set_conds(*conds)
         core = self.lat.to_core_latent(latent, self.layout)
         samples = comfy.sample.fix_empty_latent_channels(patcher, core["samples"])
@@ -83,9 +84,9 @@ class Setup:
                             denoise_mask=core.get("noise_mask"), callback=None, disable_pbar=True, seed=seed)
         return self.layout.unpack(out)
 
-    def reference(self, conds, latent, seed, steps):
-        out = self.api.sample(self.joint, self.conditioning(*conds), latent, seed=seed, steps=steps, solver="euler",
-                              shift=5.0, video_guidance=4.0, audio_guidance=3.0, slg_layer="default")
+    def reference(self, conds, latent, seed, steps, joint=None, slg_layer="default"):
+        out = self.api.sample(joint or self.joint, self.conditioning(*conds), latent, seed=seed, steps=steps,
+                              solver="euler", shift=5.0, video_guidance=4.0, audio_guidance=3.0, slg_layer=slg_layer)
         return out.video, out.audio
 
 
@@ -403,6 +404,28 @@ def check_unet_loader() -> dict:
                 "video_shape": list(v.shape), "audio_shape": list(a.shape)}
             del patcher, model
     return results
+
+
+def check_shortcut() -> dict:
+    """JointAV Load Model on an Ovi-layout file: one copy of the weights, core-managed; today's JointAV Sampler
+    runs on them and agrees with the core path on the same MODEL (Euler, skip layer 1, same seed)."""
+    import torch
+
+    s = Setup()
+    loading = pack("comfy_native.loading")
+    with tempfile.TemporaryDirectory() as tmp:
+        path, _ = _small_ovi("bf16", Path(tmp))
+        joint, patcher, clip = loading.load_for_node(str(path), weight_dtype="auto", attention_backend="auto",
+                                                     device=torch.device("cpu"), offload="none", family="auto")
+        shared = (joint.dit.video_model is patcher.model.diffusion_model.video_model
+                  and joint.native is patcher and clip is None)
+        s.layout = patcher.model.diffusion_model.layout
+        conds = s.prompts("a red ball bounces <AUDCAP>thud<ENDAUDCAP>")
+        latent = s.api.empty_latent(joint, "5s", 64, 64)
+        ref_v, ref_a = s.reference(conds, latent, 3, 6, joint=joint, slg_layer=1)
+        v, a = s.core_sample(patcher, conds, latent, 3, 6, skip_layer=1)
+        return {"shared_weights": shared, "video": maxdiff(v, ref_v), "audio": maxdiff(a, ref_a),
+                "magnitude": float(ref_v.abs().max()), "family": joint.spec.family}
 
 
 def check_bad_input() -> dict:

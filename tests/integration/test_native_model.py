@@ -131,6 +131,12 @@ def test_load_diffusion_model_reads_small_ovi_files(comfy_python):
     assert result["fp8_scaled"]["scaled_fp8"] == "torch.float8_e4m3fn" and "scaled_fp8" in result["fp8_scaled"]["ops"]
 
 
+def test_jointav_load_model_shares_one_core_managed_copy(comfy_python):
+    result = run_check(comfy_python, "shortcut", "--use-pytorch-cross-attention")
+    assert result["shared_weights"], result
+    assert result["video"] <= PARITY_ATOL and result["audio"] <= PARITY_ATOL, result
+
+
 def test_bad_input_is_named(comfy_python):
     result = run_check(comfy_python, "bad_input")
     assert result["foreign_result"] == result["foreign_core_result"]
