@@ -16,9 +16,11 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = False) -> None:
+    from .generate import _size_help, _steps_help, parse_size, parse_steps
+
     p.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC, sound at 16 kHz mono)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="sampling steps per segment (default: the model's, 24 for the default)")
+    p.add_argument("--steps", type=parse_steps, help=f"per segment: {_steps_help()}")
     p.add_argument("--solver", default="unipc", choices=["unipc", "euler", "dpm++"])
     p.add_argument("--video-guidance", type=float, default=4.0)
     p.add_argument("--audio-guidance", type=float, default=3.0)
@@ -33,9 +35,7 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
                         "step, for weights never trained with it); auto (default): clean where the model was trained "
                         "with the hold, noised where not (whole-sound and whole-video holds on the shipped models)")
     if size:
-        from .generate import _size
-
-        p.add_argument("--size", type=_size, help="HEIGHTxWIDTH of generated frames; default: the model's first preset")
+        p.add_argument("--size", type=parse_size, help=_size_help())
     if hold:
         p.add_argument("--hold", type=int, default=2, metavar="LATENT_FRAMES",
                        help="latent frames of the previous segment held at the start of the next (2, the default: "

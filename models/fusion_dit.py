@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Sequence, Union
 
 import torch
@@ -35,10 +36,12 @@ import torch.nn.functional as F
 from ..errors import InputShapeError, InputValueError
 from .attention import BACKENDS, attention, resolve_backend
 from .config import FusionConfig, TowerConfig
-from .layers import CastConv3d, CastLinear, ChannelLastConv1d, ConvMLP, LayerNorm, RMSNorm
+from .layers import CastOps, ConvMLP, LayerNorm, RMSNorm, channel_last
 from .rope import ROPE_MAX_POSITIONS, audio_rope_table, rope_multipliers, rotate, sinusoidal_embedding, video_rope_table
 
 TensorOrList = Union[torch.Tensor, Sequence[torch.Tensor]]
+# An attention kernel: (q, k, v `[B, L, H, D]`, key_lens `[B]` or None) -> `[B, Lq, H, D]` (models/attention.py).
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 # The cross-modal norms injected by the reference use a fixed eps, not the tower's.
 FUSION_NORM_EPS = 1e-6
@@ -129,22 +132,22 @@ def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 class SelfAttention(nn.Module):
     """q/k RMS-normed over the full width, RoPE on q and k, keys masked by the tower's true lengths."""
 
-    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None):
+    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None, operations=CastOps):
         super().__init__()
         fk = dict(device=device, dtype=dtype)
         self.num_heads = num_heads
-        self.q = CastLinear(dim, dim, **fk)
-        self.k = CastLinear(dim, dim, **fk)
-        self.v = CastLinear(dim, dim, **fk)
-        self.o = CastLinear(dim, dim, **fk)
+        self.q = operations.Linear(dim, dim, **fk)
+        self.k = operations.Linear(dim, dim, **fk)
+        self.v = operations.Linear(dim, dim, **fk)
+        self.o = operations.Linear(dim, dim, **fk)
         self.norm_q = RMSNorm(dim, eps, **fk)
         self.norm_k = RMSNorm(dim, eps, **fk)
 
-    def forward(self, x: torch.Tensor, state: TowerState, backend: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: TowerState, backend: AttentionFn) -> torch.Tensor:
         q = rotate(_heads(self.norm_q(self.q(x)), self.num_heads), state.rope)
         k = rotate(_heads(self.norm_k(self.k(x)), self.num_heads), state.rope)
         v = _heads(self.v(x), self.num_heads)
-        return self.o(attention(q, k, v, state.key_lens, backend).flatten(2))
+        return self.o(backend(q, k, v, state.key_lens).flatten(2))
 
 
 class CrossAttention(SelfAttention):
@@ -155,27 +158,27 @@ class CrossAttention(SelfAttention):
     the target's true lengths.
     """
 
-    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None):
-        super().__init__(dim, num_heads, eps, device=device, dtype=dtype)
+    def __init__(self, dim: int, num_heads: int, eps: float, device=None, dtype=None, operations=CastOps):
+        super().__init__(dim, num_heads, eps, device=device, dtype=dtype, operations=operations)
         fk = dict(device=device, dtype=dtype)
-        self.k_fusion = CastLinear(dim, dim, **fk)
-        self.v_fusion = CastLinear(dim, dim, **fk)
+        self.k_fusion = operations.Linear(dim, dim, **fk)
+        self.v_fusion = operations.Linear(dim, dim, **fk)
         self.pre_attn_norm_fusion = LayerNorm(dim, FUSION_NORM_EPS, affine=True, **fk)
         self.norm_k_fusion = RMSNorm(dim, FUSION_NORM_EPS, **fk)
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, src: TowerState, target_x: torch.Tensor, target: TowerState, backend: str
+        self, x: torch.Tensor, src: TowerState, target_x: torch.Tensor, target: TowerState, backend: AttentionFn
     ) -> torch.Tensor:
         n = self.num_heads
         q = _heads(self.norm_q(self.q(x)), n)
         k = _heads(self.norm_k(self.k(src.context)), n)
         v = _heads(self.v(src.context), n)
-        out = attention(q, k, v, None, backend)
+        out = backend(q, k, v, None)
 
         tgt = self.pre_attn_norm_fusion(target_x).to(x.dtype)
         k_t = rotate(_heads(self.norm_k_fusion(self.k_fusion(tgt)), n), target.rope)
         v_t = _heads(self.v_fusion(tgt), n)
-        out = out + attention(rotate(q, src.rope), k_t, v_t, target.key_lens, backend)
+        out = out + backend(rotate(q, src.rope), k_t, v_t, target.key_lens)
         return self.o(out.flatten(2))
 
 
@@ -199,17 +202,18 @@ class Modulation(nn.Module):
 class TowerBlock(nn.Module):
     """One tower's half of a fusion block; the interleaving of the two halves lives in `FusionDiT`."""
 
-    def __init__(self, cfg: TowerConfig, device=None, dtype=None):
+    def __init__(self, cfg: TowerConfig, device=None, dtype=None, operations=CastOps):
         super().__init__()
         fk = dict(device=device, dtype=dtype)
         dim = cfg.dim
         self.norm1 = LayerNorm(dim, cfg.eps)
-        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.eps, **fk)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.eps, operations=operations, **fk)
         self.norm3 = LayerNorm(dim, cfg.eps, affine=True, **fk)
-        self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.eps, **fk)
+        self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.eps, operations=operations, **fk)
         self.norm2 = LayerNorm(dim, cfg.eps)
         self.ffn = nn.Sequential(
-            CastLinear(dim, cfg.ffn_dim, **fk), nn.GELU(approximate="tanh"), CastLinear(cfg.ffn_dim, dim, **fk)
+            operations.Linear(dim, cfg.ffn_dim, **fk), nn.GELU(approximate="tanh"),
+            operations.Linear(cfg.ffn_dim, dim, **fk),
         )
         self.modulation = Modulation(dim, 6, **fk)
 
@@ -217,14 +221,14 @@ class TowerBlock(nn.Module):
         """`[U, 6, dim]` float32: (shift, scale, gate) for attention, then for the FFN."""
         return self.modulation.modulation.float() + state.time_e0
 
-    def self_attention_step(self, state: TowerState, mod: torch.Tensor, dtype: torch.dtype, backend: str):
+    def self_attention_step(self, state: TowerState, mod: torch.Tensor, dtype: torch.dtype, backend: AttentionFn):
         shift, scale, gate = (state.per_token.gather(mod[:, i]) for i in range(3))
         h = (self.norm1(state.x) * (1 + scale) + shift).to(dtype)
         return state.x + self.self_attn(h, state, backend) * gate
 
     def cross_ffn_step(
         self, state: TowerState, mod: torch.Tensor, target_x: torch.Tensor, target: TowerState,
-        dtype: torch.dtype, backend: str,
+        dtype: torch.dtype, backend: AttentionFn,
     ) -> torch.Tensor:
         x = state.x + self.cross_attn(self.norm3(state.x).to(dtype), state, target_x, target, backend)
         shift, scale, gate = (state.per_token.gather(mod[:, i]) for i in range(3, 6))
@@ -235,10 +239,10 @@ class TowerBlock(nn.Module):
 class Head(nn.Module):
     """Final modulated LayerNorm + Linear to `prod(patch) · out_dim` values per token (uses e, not e0)."""
 
-    def __init__(self, dim: int, out_features: int, eps: float, device=None, dtype=None):
+    def __init__(self, dim: int, out_features: int, eps: float, device=None, dtype=None, operations=CastOps):
         super().__init__()
         self.norm = LayerNorm(dim, eps)
-        self.head = CastLinear(dim, out_features, device=device, dtype=dtype)
+        self.head = operations.Linear(dim, out_features, device=device, dtype=dtype)
         self.modulation = _modulation_table(2, dim, device=device, dtype=dtype)
 
     def forward(self, state: TowerState, dtype: torch.dtype) -> torch.Tensor:
@@ -250,27 +254,29 @@ class Head(nn.Module):
 class Tower(nn.Module):
     """One WanModel-style tower: embeddings, blocks, head. Video: Conv3d patches; audio: conv stack."""
 
-    def __init__(self, cfg: TowerConfig, device=None, dtype=None):
+    def __init__(self, cfg: TowerConfig, device=None, dtype=None, operations=CastOps):
         super().__init__()
         fk = dict(device=device, dtype=dtype)
+        ops = operations
         self.cfg = cfg
         dim = cfg.dim
         if cfg.is_video:
-            self.patch_embedding = CastConv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **fk)
+            self.patch_embedding = ops.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **fk)
         else:
             pad = AUDIO_EMBED_KERNEL // 2
             self.patch_embedding = nn.Sequential(
-                ChannelLastConv1d(cfg.in_dim, dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, **fk),
+                channel_last(ops.Conv1d)(cfg.in_dim, dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, **fk),
                 nn.SiLU(),
-                ConvMLP(dim, AUDIO_EMBED_MLP_RATIO * dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, **fk),
+                ConvMLP(dim, AUDIO_EMBED_MLP_RATIO * dim, kernel_size=AUDIO_EMBED_KERNEL, padding=pad, operations=ops,
+                        **fk),
             )
         self.text_embedding = nn.Sequential(
-            CastLinear(cfg.text_dim, dim, **fk), nn.GELU(approximate="tanh"), CastLinear(dim, dim, **fk)
+            ops.Linear(cfg.text_dim, dim, **fk), nn.GELU(approximate="tanh"), ops.Linear(dim, dim, **fk)
         )
-        self.time_embedding = nn.Sequential(CastLinear(cfg.freq_dim, dim, **fk), nn.SiLU(), CastLinear(dim, dim, **fk))
-        self.time_projection = nn.Sequential(nn.SiLU(), CastLinear(dim, 6 * dim, **fk))
-        self.blocks = nn.ModuleList([TowerBlock(cfg, **fk) for _ in range(cfg.num_layers)])
-        self.head = Head(dim, math.prod(cfg.patch_size) * cfg.out_dim, cfg.eps, **fk)
+        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, dim, **fk), nn.SiLU(), ops.Linear(dim, dim, **fk))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, 6 * dim, **fk))
+        self.blocks = nn.ModuleList([TowerBlock(cfg, operations=ops, **fk) for _ in range(cfg.num_layers)])
+        self.head = Head(dim, math.prod(cfg.patch_size) * cfg.out_dim, cfg.eps, operations=ops, **fk)
 
     def rope_table(self, device: torch.device) -> torch.Tensor:
         cfg = self.cfg
@@ -454,6 +460,12 @@ class FusionDiT(nn.Module):
     `models.attention.BACKENDS`, resolved against the input's device at each forward.
     `block_check`, when set, is called before every block; it raises to stop a run (a host's interrupt
     request), so a long forward can be stopped within one block's time.
+
+    `operations`: the namespace the Linear/Conv layers come from (`layers.CastOps` by default; ComfyUI's
+    `comfy.ops` classes when the registration layer builds it, so ComfyUI manages the weights).
+    `attention`: an attention kernel used instead of the `attention_backend` dispatcher when set (ComfyUI's
+    `optimized_attention` behind an adapter, so its `--use-*-attention` flags apply). Neither changes the
+    state dict.
     """
 
     block_check: Callable[[], None] | None = None
@@ -465,6 +477,8 @@ class FusionDiT(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         compute_dtype: torch.dtype = torch.float32,
+        operations=CastOps,
+        attention: AttentionFn | None = None,
     ):
         super().__init__()
         _check_config(config)
@@ -475,8 +489,9 @@ class FusionDiT(nn.Module):
         self.config = config
         self.attention_backend = attention_backend
         self.compute_dtype = compute_dtype
-        self.video_model = Tower(config.video, device=device, dtype=dtype)
-        self.audio_model = Tower(config.audio, device=device, dtype=dtype)
+        self.attention = attention
+        self.video_model = Tower(config.video, device=device, dtype=dtype, operations=operations)
+        self.audio_model = Tower(config.audio, device=device, dtype=dtype, operations=operations)
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -554,7 +569,7 @@ class FusionDiT(nn.Module):
         v_refs, a_refs = self._references(video_items, audio_items, video_reference, audio_reference)
 
         dtype = self.compute_dtype
-        backend = resolve_backend(self.attention_backend, video_items[0].device)
+        backend = self.attention_kernel(video_items[0].device)
         vid = self.video_model.prepare(video_items, t_vec, v_clean, video_ctx, video_seq_len, dtype, "video_seq_len",
                                        v_refs)
         aud = self.audio_model.prepare(audio_items, t_vec, a_clean, audio_ctx, audio_seq_len, dtype, "audio_seq_len",
@@ -590,6 +605,12 @@ class FusionDiT(nn.Module):
             video_list if video_listed else torch.stack(video_list),
             audio_list if audio_listed else torch.stack(audio_list),
         )
+
+    def attention_kernel(self, device: torch.device) -> AttentionFn:
+        """The injected kernel, else the `attention_backend` dispatcher resolved for `device`."""
+        if self.attention is not None:
+            return self.attention
+        return partial(attention, backend=resolve_backend(self.attention_backend, device))
 
     def _check_latents(self, video_items: Sequence[torch.Tensor | None], audio_items: Sequence[torch.Tensor | None],
                        video_name: str = "video", audio_name: str = "audio") -> None:

@@ -80,15 +80,45 @@ class CastConv1d(_CastConv, nn.Conv1d):
     """nn.Conv1d with the same weight casting as `CastLinear`."""
 
 
-class ChannelLastConv1d(CastConv1d):
-    """A Conv1d over the token axis of a `[B, L, C]` tensor (the audio tower's layout)."""
+class _ChannelLast:
+    """Mixin: a Conv1d over the token axis of a `[B, L, C]` tensor (the audio tower's layout)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
+class ChannelLastConv1d(_ChannelLast, CastConv1d):
+    """CastConv1d over the token axis of a `[B, L, C]` tensor."""
+
+
+_CHANNEL_LAST: dict[type, type] = {CastConv1d: ChannelLastConv1d}
+
+
+def channel_last(conv1d: type[nn.Conv1d]) -> type[nn.Conv1d]:
+    """The channel-last form of an operations namespace's Conv1d (one class per Conv1d, so state dicts and
+    isinstance checks stay stable)."""
+    if conv1d not in _CHANNEL_LAST:
+        _CHANNEL_LAST[conv1d] = type(f"ChannelLast{conv1d.__name__}", (_ChannelLast, conv1d), {})
+    return _CHANNEL_LAST[conv1d]
+
+
 class CastConv3d(_CastConv, nn.Conv3d):
     """nn.Conv3d with the same weight casting as `CastLinear` (the video patch embedding)."""
+
+
+class CastOps:
+    """The library's operations namespace: the layer classes the fusion DiT builds its weights from.
+
+    The model classes take any namespace with `Linear`, `Conv1d` and `Conv3d` (torch.nn constructor
+    signatures, `device=`/`dtype=` included), as ComfyUI's ldm models take `operations=`; inside ComfyUI
+    the registration layer passes `comfy.ops.disable_weight_init` / `manual_cast` / scaled-fp8 ops, so
+    ComfyUI's model management can stream, cast and patch the weights. This default casts stored
+    weights to the input's dtype (fp8 storage included) and needs nothing outside torch.
+    """
+
+    Linear = CastLinear
+    Conv1d = CastConv1d
+    Conv3d = CastConv3d
 
 
 class LayerNorm(nn.Module):
@@ -132,14 +162,15 @@ class ConvMLP(nn.Module):
     """
 
     def __init__(self, dim: int, hidden_dim: int, kernel_size: int, padding: int, multiple_of: int = 256,
-                 device=None, dtype=None):
+                 device=None, dtype=None, operations=CastOps):
         super().__init__()
         hidden = int(2 * hidden_dim / 3)
         hidden = multiple_of * ((hidden + multiple_of - 1) // multiple_of)
         conv = dict(kernel_size=kernel_size, padding=padding, bias=False, device=device, dtype=dtype)
-        self.w1 = ChannelLastConv1d(dim, hidden, **conv)
-        self.w2 = ChannelLastConv1d(hidden, dim, **conv)
-        self.w3 = ChannelLastConv1d(dim, hidden, **conv)
+        conv1d = channel_last(operations.Conv1d)
+        self.w1 = conv1d(dim, hidden, **conv)
+        self.w2 = conv1d(hidden, dim, **conv)
+        self.w3 = conv1d(dim, hidden, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))

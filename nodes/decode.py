@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_native.latents import from_core_latent
 from ..errors import GenerationInterrupted
 from ..pipeline import api as pipeline
 from .device import StepProgress, interrupted_exception, raise_if_interrupted, release_cache
@@ -12,6 +13,11 @@ from .types import CATEGORY, JointAVDecoders, JointAVLatent
 from .validation import validate
 
 SAMPLE_RATES = [16000, 44100, 48000]
+
+
+def as_joint_latent(latent, node: str):
+    """A core LATENT dict as the JointLatent the pipeline decodes; a JointLatent passes as it is."""
+    return from_core_latent(latent, node) if isinstance(latent, dict) else latent
 
 
 class DecodeVideo(io.ComfyNode):
@@ -24,12 +30,15 @@ class DecodeVideo(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Decodes the video half of a sampled latent into frames (IMAGE, all batch items in a row).",
-            inputs=[JointAVDecoders.Input("decoders"), JointAVLatent.Input("latent")],
+            # today's JOINTAV_LATENT, or a joint core LATENT from core samplers
+            inputs=[JointAVDecoders.Input("decoders"), io.MultiType.Input("latent", types=[JointAVLatent, io.Latent])],
             outputs=[io.Image.Output(display_name="images")],
         )
 
     @classmethod
     def execute(cls, decoders, latent) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            latent = as_joint_latent(latent, cls.NAME)
         release_cache()
         try:
             with node_errors(cls.NAME):
@@ -52,7 +61,7 @@ class DecodeAudio(io.ComfyNode):
             description="Decodes the audio half of a sampled latent into a waveform (AUDIO).",
             inputs=[
                 JointAVDecoders.Input("decoders"),
-                JointAVLatent.Input("latent"),
+                io.MultiType.Input("latent", types=[JointAVLatent, io.Latent]),
                 io.Combo.Input("sample_rate", options=SAMPLE_RATES, default=44100,
                                tooltip="Output rate; the vocoder's own rate (16 kHz for Ovi) is resampled."),
                 io.Boolean.Input("stereo", default=True, tooltip="Two identical channels instead of one."),
@@ -66,6 +75,8 @@ class DecodeAudio(io.ComfyNode):
 
     @classmethod
     def execute(cls, decoders, latent, sample_rate: int, stereo: bool) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            latent = as_joint_latent(latent, cls.NAME)
         release_cache()
         with node_errors(cls.NAME):
             audio = pipeline.decode_audio(decoders, latent, sample_rate=int(sample_rate), channels=2 if stereo else 1)

@@ -31,6 +31,11 @@ def make_room(nbytes: int, device: torch.device) -> None:
     mm.free_memory(nbytes + mm.minimum_inference_memory(), device)
 
 
+def load_native(patcher) -> None:
+    """Have core model management place a core-managed model's weights for compute (fully or partially)."""
+    mm.load_models_gpu([patcher])
+
+
 def release_cache() -> None:
     """Return cached allocator blocks before a memory-hungry step (decoding) so it does not run out."""
     mm.soft_empty_cache()

@@ -130,10 +130,15 @@ class SplitLatent(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Hands the video half out as a core LATENT (Wan2.2 VAE layout) for core video nodes.",
-            inputs=[JointAVLatent.Input("latent")],
+            inputs=[io.MultiType.Input("latent", types=[JointAVLatent, io.Latent])],
             outputs=[io.Latent.Output(display_name="video_latent"), io.Float.Output(display_name="fps")],
         )
 
     @classmethod
     def execute(cls, latent) -> io.NodeOutput:
+        if isinstance(latent, dict):  # a joint core LATENT (from core samplers)
+            from ..comfy_native.latents import from_core_latent
+
+            with node_errors(cls.NAME):
+                latent = from_core_latent(latent, cls.NAME)
         return io.NodeOutput({"samples": latent.video}, float(latent.fps))

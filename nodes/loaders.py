@@ -11,6 +11,7 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
+from ..comfy_native.loading import load_for_node
 from ..models.attention import BACKENDS
 from ..pipeline import api as pipeline
 from ..pipeline.specs import DEFAULT_SPEC, FAMILIES
@@ -108,7 +109,11 @@ class LoadModel(io.ComfyNode):
                                        "model_960x960.safetensors = 960 5 s, model_960x960_10s.safetensors = 1.1 10 s)."
                                        " Pick one for a renamed file."),
             ],
-            outputs=[JointAVModel.Output(display_name="model")],
+            outputs=[JointAVModel.Output(display_name="model"),
+                     io.Model.Output(display_name="MODEL", tooltip="The same DiT as a core MODEL (core samplers, "
+                                     "LoRA, caching); weights shared with the first output for Ovi files."),
+                     io.Clip.Output(display_name="CLIP", tooltip="The embedded default's text encoder as a core "
+                                    "CLIP (None for Ovi files: use Load CLIP, type wan).")],
         )
 
     FILES = {"model_name": "diffusion_models"}
@@ -125,9 +130,10 @@ class LoadModel(io.ComfyNode):
         if path is not None and offload == "none":
             make_room(os.path.getsize(path), device)  # the file size: about what its weights take on the device
         with node_errors(cls.NAME, {"model_name": path}):
-            model = pipeline.load_joint_model(path, weight_dtype=weight_dtype, attention_backend=attention_backend,
-                                              device=device, offload=offload, family=family)
-        return io.NodeOutput(model)
+            model, core_model, clip = load_for_node(path, weight_dtype=weight_dtype,
+                                                    attention_backend=attention_backend, device=device,
+                                                    offload=offload, family=family)
+        return io.NodeOutput(model, core_model, clip)
 
 
 class LoadDecoders(io.ComfyNode):

@@ -6,7 +6,8 @@ from comfy_api.latest import io
 
 from ..errors import GenerationInterrupted
 from ..pipeline import api as pipeline
-from .device import StepProgress, interrupted_exception, make_room, raise_if_interrupted, weight_bytes
+from .device import (StepProgress, interrupted_exception, load_native, make_room, raise_if_interrupted,
+                     weight_bytes)
 from .failures import node_errors
 from .types import CATEGORY, JointAVConditioning, JointAVLatent, JointAVModel
 from .validation import validate
@@ -54,6 +55,8 @@ class Sampler(io.ComfyNode):
                 video_guidance: float, audio_guidance: float, skip_layer: int) -> io.NodeOutput:
         if model.offload == "cpu":
             make_room(weight_bytes(model.dit), model.device)  # the weights move to the GPU for the loop
+        if model.native is not None:  # weights managed by core (an Ovi file): core places them for the loop
+            load_native(model.native)
         try:
             with node_errors(cls.NAME):
                 sampled = pipeline.sample(model, conditioning, latent, seed=seed, steps=steps, solver=solver,

@@ -79,6 +79,7 @@ class JointModel:
     text_encoder: Any | None = None  # an object with encode(list[str]) -> list[Tensor [L_i, text_dim]]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     offload: str = "none"  # "none" | "cpu" | "blocks N": block swap from RAM while sampling (models/offload.py)
+    native: Any | None = None  # inside ComfyUI: the core MODEL (ModelPatcher) that manages `dit`'s weights
 
 
 @dataclass

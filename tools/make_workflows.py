@@ -35,9 +35,11 @@ class NodeType:
     outputs: tuple[tuple[str, str], ...] = ()  # (name, type)
 
 
+JOINT_LATENT = "JOINTAV_LATENT,LATENT"  # decoders take today's latent or a joint core LATENT
+
 NODE_TYPES: dict[str, NodeType] = {
     "JointAVLoadModel": NodeType(widgets=("model_name", "weight_dtype", "attention_backend", "offload", "family"),
-                                 outputs=(("model", "JOINTAV_MODEL"),)),
+                                 outputs=(("model", "JOINTAV_MODEL"), ("MODEL", "MODEL"), ("CLIP", "CLIP"))),
     "JointAVLoadDecoders": NodeType(sockets=(("model", "JOINTAV_MODEL", True),),
                                     widgets=("video_vae", "audio_vae", "vocoder"),
                                     outputs=(("decoders", "JOINTAV_DECODERS"),)),
@@ -59,14 +61,38 @@ NODE_TYPES: dict[str, NodeType] = {
                                         "audio_guidance", "skip_layer"),
                                outputs=(("latent", "JOINTAV_LATENT"),)),
     "JointAVDecodeVideo": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
-                                            ("latent", "JOINTAV_LATENT", False)),
+                                            ("latent", JOINT_LATENT, False)),
                                    outputs=(("images", "IMAGE"),)),
     "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
-                                            ("latent", "JOINTAV_LATENT", False)),
+                                            ("latent", JOINT_LATENT, False)),
                                    widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
     "JointAVSaveVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
                                           ("audio", "AUDIO", True)),
                                  widgets=("filename_prefix",)),
+    "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
+                                        ("audio", "AUDIO", True)),
+                               outputs=(("video", "VIDEO"),)),
+    # the native path
+    "JointAVEmptyAVLatent": NodeType(sockets=(("model", "MODEL", False),),
+                                     widgets=("duration", "width", "height", "batch"), outputs=(("latent", "LATENT"),)),
+    "JointAVGuider": NodeType(sockets=(("model", "MODEL", False), ("positive", "CONDITIONING", False),
+                                       ("video_negative", "CONDITIONING", False),
+                                       ("audio_negative", "CONDITIONING", False)),
+                              widgets=("video_cfg", "audio_cfg", "skip_layer"), outputs=(("guider", "GUIDER"),)),
+    "JointAVNoise": NodeType(widgets=("noise_seed", CONTROL, "device"), outputs=(("noise", "NOISE"),)),
+    "JointAVScheduler": NodeType(widgets=("solver", "steps", "shift"), outputs=(("sigmas", "SIGMAS"),)),
+    "UNETLoader": NodeType(widgets=("unet_name", "weight_dtype"), outputs=(("MODEL", "MODEL"),)),
+    "CLIPTextEncode": NodeType(sockets=(("clip", "CLIP", False),), widgets=("text",),
+                               outputs=(("CONDITIONING", "CONDITIONING"),)),
+    "KSamplerSelect": NodeType(widgets=("sampler_name",), outputs=(("SAMPLER", "SAMPLER"),)),
+    "BasicScheduler": NodeType(sockets=(("model", "MODEL", False),), widgets=("scheduler", "steps", "denoise"),
+                               outputs=(("SIGMAS", "SIGMAS"),)),
+    "SamplerCustomAdvanced": NodeType(sockets=(("noise", "NOISE", False), ("guider", "GUIDER", False),
+                                               ("sampler", "SAMPLER", False), ("sigmas", "SIGMAS", False),
+                                               ("latent_image", "LATENT", False)),
+                                      outputs=(("output", "LATENT"), ("denoised_output", "LATENT"))),
+    "CreateVideo": NodeType(sockets=(("images", "IMAGE", False), ("audio", "AUDIO", True)), widgets=("fps",),
+                            outputs=(("VIDEO", "VIDEO"),)),
     # core nodes
     "CLIPLoader": NodeType(widgets=("clip_name", "type", "device"), outputs=(("CLIP", "CLIP"),)),
     "LoadImage": NodeType(widgets=("image", UPLOAD), outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK"))),
@@ -195,6 +221,67 @@ def ovi_text_to_av(name: str, model_file: str, weight_dtype: str, duration: str,
     return Workflow(name, nodes, note)
 
 
+def _native_tail(first: int, model: tuple[int, int], clip: tuple[int, int], decoders: int, prompt: str,
+                 negatives: dict, *,
+                 duration: str, width: int, height: int, fps: float, seed: int, steps: int, prefix: str) -> list[Node]:
+    """CLIP Text Encode x3 -> JointAV Guider + Noise, KSamplerSelect, BasicScheduler -> SamplerCustomAdvanced
+    -> JointAV decoders -> core CreateVideo + SaveVideo. model / clip: (node id, output slot) of MODEL / CLIP."""
+    pos, vneg, aneg, lat, guider, noise, select, sched, sample, dv, da, cv, sv = range(first, first + 13)
+    return [
+        Node(pos, "CLIPTextEncode", {"text": prompt}, {"clip": clip}, title="Prompt (Ovi markup)"),
+        Node(vneg, "CLIPTextEncode", {"text": negatives["video_negative"]}, {"clip": clip},
+             title="Video negative"),
+        Node(aneg, "CLIPTextEncode", {"text": negatives["audio_negative"]}, {"clip": clip},
+             title="Audio negative"),
+        Node(lat, "JointAVEmptyAVLatent", {"duration": duration, "width": width, "height": height, "batch": 1},
+             {"model": model}),
+        Node(guider, "JointAVGuider", {"video_cfg": 4.0, "audio_cfg": 3.0, "skip_layer": -1},
+             {"model": model, "positive": (pos, 0), "video_negative": (vneg, 0),
+              "audio_negative": (aneg, 0)}),
+        Node(noise, "JointAVNoise", {"noise_seed": seed, CONTROL: "fixed", "device": "model"}),
+        Node(select, "KSamplerSelect", {"sampler_name": "euler"}),
+        Node(sched, "BasicScheduler", {"scheduler": "normal", "steps": steps, "denoise": 1.0},
+             {"model": model}),
+        Node(sample, "SamplerCustomAdvanced", {}, {"noise": (noise, 0), "guider": (guider, 0), "sampler": (select, 0),
+                                                   "sigmas": (sched, 0), "latent_image": (lat, 0)}),
+        Node(dv, "JointAVDecodeVideo", {}, {"decoders": (decoders, 0), "latent": (sample, 0)}),
+        Node(da, "JointAVDecodeAudio", {"sample_rate": 44100, "stereo": True},
+             {"decoders": (decoders, 0), "latent": (sample, 0)}),
+        Node(cv, "CreateVideo", {"fps": fps}, {"images": (dv, 0), "audio": (da, 0)}),
+        Node(sv, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (cv, 0)}),
+    ]
+
+
+def default_native_text_to_av() -> Workflow:
+    width, height = DEFAULT_SIZE
+    nodes = [
+        *_embedded_loaders(),
+        *_native_tail(3, (1, 1), (1, 2), 2, "a red ball bounces twice on the left on a black background. "
+                      "<AUDCAP>high clicks<ENDAUDCAP>", OVI_NEGATIVES, duration=DEFAULT_DURATION, width=width,
+                      height=height, fps=12.0, seed=SEED, steps=24, prefix="jointav/default_native_text_to_av"),
+    ]
+    return Workflow("jointav_default_native_text_to_av", nodes,
+                    "The embedded default model through core nodes: CLIP Text Encode, SamplerCustomAdvanced with "
+                    "KSamplerSelect and BasicScheduler, the JointAV guider and noise, core Create/Save Video.")
+
+
+def ovi_native_text_to_av(name: str, model_file: str, weight_dtype: str, duration: str, width: int, height: int,
+                          prompt: str, note: str) -> Workflow:
+    nodes = [
+        Node(1, "UNETLoader", {"unet_name": model_file, "weight_dtype": weight_dtype}),
+        Node(2, "CLIPLoader", {"clip_name": OVI_TEXT_ENCODER, "type": "wan", "device": "default"}),
+        Node(3, "JointAVLoadDecoders", {"video_vae": OVI_VIDEO_VAE, "audio_vae": OVI_AUDIO_VAE,
+                                        "vocoder": OVI_VOCODER}),
+        *_native_tail(4, (1, 0), (2, 0), 3, prompt, OVI_NEGATIVES, duration=duration, width=width, height=height, fps=24.0,
+                      seed=100, steps=50, prefix=f"jointav/{name}"),
+    ]
+    return Workflow(name, nodes, note)
+
+
+OVI_TAGS_PROMPT = f"{OVI_PROMPT} <S>{OVI_SPEECH}<E> <AUDCAP>{OVI_AUDIO}<ENDAUDCAP>"
+OVI_PREFIX_PROMPT = f"{OVI_PROMPT} <S>{OVI_SPEECH}<E> Audio: {OVI_AUDIO}"
+
+
 def all_workflows() -> list[Workflow]:
     return [
         default_text_to_av(),
@@ -207,6 +294,13 @@ def all_workflows() -> list[Workflow]:
                        "Ovi 960x960 area, 5 s; the sound description is sent as a trailing 'Audio: ...'."),
         ovi_text_to_av("ovi_1_1_960_10s_text_to_av", "model_960x960_10s.safetensors", "bf16", "10s", 1280, 704,
                        "Ovi 1.1 (960x960 area, 10 s, 24 fps)."),
+        default_native_text_to_av(),
+        ovi_native_text_to_av("ovi_1_0_720_native_text_to_av", "model.safetensors", "default", "5s", 992, 512,
+                              OVI_TAGS_PROMPT, "Ovi 1.0 through core Load Diffusion Model, Load CLIP (wan) and "
+                              "SamplerCustomAdvanced with the JointAV guider and noise."),
+        ovi_native_text_to_av("ovi_1_1_960_10s_native_text_to_av", "model_960x960_10s.safetensors", "default", "10s",
+                              1280, 704, OVI_PREFIX_PROMPT, "Ovi 1.1 (10 s) through core Load Diffusion Model, Load "
+                              "CLIP (wan) and SamplerCustomAdvanced; the sound description as a trailing 'Audio: ...'."),
     ]
 
 

@@ -13,7 +13,7 @@ PACK_NAME = "ComfyUI-JointAV"
 # The node contract the README documents: inputs (required, then optional) and output types.
 EXPECTED = {
     "JointAVLoadModel": (["model_name", "weight_dtype", "attention_backend", "offload", "family"], [],
-                         ["JOINTAV_MODEL"]),
+                         ["JOINTAV_MODEL", "MODEL", "CLIP"]),
     "JointAVLoadDecoders": (["video_vae", "audio_vae", "vocoder"], ["model"], ["JOINTAV_DECODERS"]),
     "JointAVEncodePrompt": (["model", "video_prompt", "speech_lines", "audio_description", "video_negative",
                              "audio_negative"], ["clip"], ["JOINTAV_CONDITIONING"]),
@@ -31,6 +31,15 @@ EXPECTED = {
                                   ["JOINTAV_CAMEO", "IMAGE", "AUDIO"]),
     "JointAVCameoLoadProfile": (["profile", "model", "decoders"], [], ["JOINTAV_CAMEO", "IMAGE", "STRING"]),
     "JointAVApplyCameo": (["model", "decoders", "latent", "cameo", "mode"], ["reference_guidance"], ["JOINTAV_LATENT"]),
+    # the native path
+    "JointAVEmptyAVLatent": (["model", "duration", "width", "height", "batch"], [], ["LATENT"]),
+    "JointAVImageToAVLatentNative": (["model", "decoders", "image", "duration"], ["width", "height"], ["LATENT"]),
+    "JointAVGuider": (["model", "positive", "video_negative", "audio_negative", "video_cfg", "audio_cfg",
+                       "skip_layer"], [], ["GUIDER"]),
+    "JointAVNoise": (["noise_seed", "device"], [], ["NOISE"]),
+    "JointAVScheduler": (["solver", "steps", "shift"], [], ["SIGMAS"]),
+    "JointAVPromptMarkup": (["video_prompt", "speech_lines", "audio_description", "style"], [], ["STRING"]),
+    "JointAVToCoreLatent": (["model", "latent"], [], ["LATENT"]),
 }
 
 

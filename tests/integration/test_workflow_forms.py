@@ -14,7 +14,7 @@ import pytest
 from .workflows import API_DIR, UI_DIR, api_workflow
 
 ALL = sorted(p.stem for p in UI_DIR.glob("*.json"))
-FILE_INPUTS = {"model_name", "clip_name", "video_vae", "audio_vae", "vocoder"}
+FILE_INPUTS = {"model_name", "clip_name", "unet_name", "video_vae", "audio_vae", "vocoder"}
 
 
 def _inputs_only(prompt: dict) -> dict:

@@ -65,7 +65,10 @@ def variant(prompt: dict, *, seed: int | None = None, prefix: str | None = None,
     """A copy with another seed / output prefix, and `changes` as {class_type: {input: value}}."""
     prompt = copy.deepcopy(prompt)
     if seed is not None:
-        inputs_of(prompt, "JointAVSampler")["seed"] = seed
+        if any(n["class_type"] == "JointAVNoise" for n in prompt.values()):  # the native path seeds its NOISE
+            inputs_of(prompt, "JointAVNoise")["noise_seed"] = seed
+        else:
+            inputs_of(prompt, "JointAVSampler")["seed"] = seed
     if prefix is not None:
         save_node_of(prompt)["filename_prefix"] = prefix
     for class_type, values in changes.items():
@@ -77,7 +80,7 @@ def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
     """The same change in the UI form: widgets are stored by position (seed first, prefix first)."""
     workflow = copy.deepcopy(workflow)
     for node in workflow["nodes"]:
-        if node["type"] == "JointAVSampler":
+        if node["type"] in ("JointAVSampler", "JointAVNoise"):
             node["widgets_values"][0] = seed
         if node["type"] in SAVE_NODES:
             node["widgets_values"][0] = prefix
@@ -87,7 +90,8 @@ def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
 def expected_clip(prompt: dict, spec) -> dict:
     """The clip facts the workflow asks for: the model's fps and preset length, the size and the audio format."""
     latent = next(n["inputs"] for n in prompt.values()
-                  if n["class_type"] in ("JointAVEmptyLatent", "JointAVImageToAVLatent"))
+                  if n["class_type"] in ("JointAVEmptyLatent", "JointAVImageToAVLatent", "JointAVEmptyAVLatent",
+                                         "JointAVImageToAVLatentNative"))
     audio = inputs_of(prompt, "JointAVDecodeAudio")
     return {
         "fps": spec.fps,

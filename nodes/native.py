@@ -1,0 +1,246 @@
+"""Nodes of the native path: JointAV pieces that plug into core's MODEL / CONDITIONING / LATENT / GUIDER /
+NOISE / SIGMAS, so core SamplerCustomAdvanced, KSamplerSelect, BasicScheduler, CLIP Text Encode, LoRA,
+caching and compile nodes drive the fusion DiT.
+
+    JointAV Empty AV Latent / Image To AV Latent (native): joint LATENT (comfy_native/latents.py)
+    JointAV Guider: GUIDER (separate video/audio scales and negatives, skip-layer guidance)
+    JointAV Noise: NOISE seeded as the reference (and the JointAV Sampler) seeds it
+    JointAV Scheduler: SIGMAS of the reference's solvers
+    JointAV Prompt Markup: Ovi's prompt markup as a STRING for CLIP Text Encode
+    JointAV To LATENT: a JOINTAV_LATENT (today's sampler) as a joint LATENT
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..comfy_native.guidance import JointAVGuider, JointAVNoise, reference_sigmas
+from ..comfy_native.latents import nested_tensor_class, to_core_latent
+from ..comfy_native.loading import require_native
+from ..comfy_native.model import layout_for
+from ..pipeline import api as pipeline
+from ..pipeline.types import JointModel
+from ..text.ovi_prompt import AudioCaptionStyle, compose_prompt
+from .failures import node_errors
+from .latents import DURATIONS, MAX_SIZE, SIZE_STEP, check_duration, check_size
+from .types import CATEGORY, JointAVDecoders, JointAVLatent
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+SOLVERS = ["euler", "unipc", "dpm++"]
+STYLE_CHOICES = {"<AUDCAP> tags (Ovi 1.0, default model)": AudioCaptionStyle.TAGS,
+                 "Audio: prefix (Ovi 960x960, 1.1)": AudioCaptionStyle.AUDIO_PREFIX}
+
+
+def joint_model_view(patcher, node: str) -> JointModel:
+    """The pipeline's view of a core MODEL (its plain DiT and family), for the latent builders."""
+    model = require_native(patcher, node)
+    return JointModel(dit=model.diffusion_model.dit, spec=model.jointav_spec, name=model.jointav_spec.family,
+                      source="core MODEL")
+
+
+def core_latent(joint, view: JointModel) -> dict:
+    return to_core_latent(joint, layout_for(view.dit.config, view.spec), nested_tensor_class())
+
+
+class EmptyAVLatent(io.ComfyNode):
+    NAME = "JointAV Empty AV Latent"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVEmptyAVLatent",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="A joint audio-video LATENT (video and audio together) for core samplers.",
+            inputs=[
+                io.Model.Input("model", tooltip="A JointAV MODEL: its family decides fps, presets and channels."),
+                io.Combo.Input("duration", options=DURATIONS, default="5s"),
+                io.Int.Input("width", default=992, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP),
+                io.Int.Input("height", default=512, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP),
+                io.Int.Input("batch", default=1, min=1, max=64),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, duration: str | None = None, width: int | None = None,
+                        height: int | None = None) -> bool | str:
+        problems = [p for p in (check_duration(cls.NAME, duration), check_size(cls.NAME, "width", width),
+                                check_size(cls.NAME, "height", height)) if p]
+        return "; ".join(problems) if problems else True
+
+    @classmethod
+    def execute(cls, model, duration: str, width: int, height: int, batch: int) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            view = joint_model_view(model, cls.NAME)
+            latent = core_latent(pipeline.empty_latent(view, duration, height, width, batch), view)
+        return io.NodeOutput(latent)
+
+
+class ImageToAVLatentNative(io.ComfyNode):
+    NAME = "JointAV Image To AV Latent (native)"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVImageToAVLatentNative",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="A joint LATENT whose first frame is the image (held by a noise_mask), for core samplers.",
+            inputs=[
+                io.Model.Input("model"),
+                JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the first frame."),
+                io.Image.Input("image"),
+                io.Combo.Input("duration", options=DURATIONS, default="5s"),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, decoders, image, duration: str, width: int = 0, height: int = 0) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            view = joint_model_view(model, cls.NAME)
+            joint = pipeline.image_to_av_latent(view, decoders, image, duration, height or None, width or None)
+            latent = core_latent(joint, view)
+        return io.NodeOutput(latent)
+
+
+class Guider(io.ComfyNode):
+    NAME = JointAVGuider.NODE
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVGuider",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Ovi's joint guidance for core SamplerCustomAdvanced: one prompt, separate video and audio "
+                        "negatives and scales, skip-layer guidance on the negative pass.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive", tooltip="CLIP Text Encode of the prompt (in Ovi's markup)."),
+                io.Conditioning.Input("video_negative"),
+                io.Conditioning.Input("audio_negative"),
+                io.Float.Input("video_cfg", default=4.0, min=0.0, max=30.0, step=0.1),
+                io.Float.Input("audio_cfg", default=3.0, min=0.0, max=30.0, step=0.1),
+                io.Int.Input("skip_layer", default=-1, min=-1, max=1000,
+                             tooltip="Block skipped in the negative pass. -1: the model's own default (11 for Ovi, "
+                                     "off for the embedded default); 0: off."),
+            ],
+            outputs=[io.Guider.Output(display_name="guider")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, video_negative, audio_negative, video_cfg: float, audio_cfg: float,
+                skip_layer: int) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            guider = JointAVGuider(model, video_cfg, audio_cfg, skip_layer)
+            guider.set_conds(positive, video_negative, audio_negative)
+        return io.NodeOutput(guider)
+
+
+class Noise(io.ComfyNode):
+    NAME = JointAVNoise.NODE
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVNoise",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Video and audio noise, each from a generator seeded with the seed (as Ovi and the JointAV "
+                        "Sampler draw it), for a joint LATENT.",
+            inputs=[
+                io.Int.Input("noise_seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
+                io.Combo.Input("device", options=["model", "cpu"], default="model",
+                               tooltip="model: drawn on the compute device, as the reference draws it (the same "
+                                       "seed gives other numbers on another device)."),
+            ],
+            outputs=[io.Noise.Output(display_name="noise")],
+        )
+
+    @classmethod
+    def execute(cls, noise_seed: int, device: str) -> io.NodeOutput:
+        return io.NodeOutput(JointAVNoise(noise_seed, device))
+
+
+class Scheduler(io.ComfyNode):
+    NAME = "JointAV Scheduler"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVScheduler",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="The sigmas the reference's solvers step through (Euler: diffusers' flow-match table).",
+            inputs=[
+                io.Combo.Input("solver", options=SOLVERS, default="euler"),
+                io.Int.Input("steps", default=50, min=1, max=1000),
+                io.Float.Input("shift", default=5.0, min=0.1, max=100.0, step=0.1),
+            ],
+            outputs=[io.Sigmas.Output(display_name="sigmas")],
+        )
+
+    @classmethod
+    def execute(cls, solver: str, steps: int, shift: float) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            sigmas = reference_sigmas(solver, steps, shift)
+        return io.NodeOutput(sigmas)
+
+
+class PromptMarkup(io.ComfyNode):
+    NAME = "JointAV Prompt Markup"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVPromptMarkup",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Ovi's one prompt (scene, <S>spoken lines<E>, sound description) as text for CLIP Text Encode.",
+            inputs=[
+                io.String.Input("video_prompt", multiline=True, default=""),
+                io.String.Input("speech_lines", multiline=True, default="",
+                                tooltip="One spoken line per line; each becomes <S>line<E>."),
+                io.String.Input("audio_description", multiline=True, default=""),
+                io.Combo.Input("style", options=list(STYLE_CHOICES), default=next(iter(STYLE_CHOICES)),
+                               tooltip="How the model family writes the sound description."),
+            ],
+            outputs=[io.String.Output(display_name="text")],
+        )
+
+    @classmethod
+    def execute(cls, video_prompt: str, speech_lines: str, audio_description: str, style: str) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            if style not in STYLE_CHOICES:
+                raise ValueError(f"style={style!r}; expected one of {', '.join(STYLE_CHOICES)}")
+            text = compose_prompt(video_prompt, speech_lines, audio_description, style=STYLE_CHOICES[style])
+        return io.NodeOutput(text, ui={"text": [text]})
+
+
+class ToCoreLatent(io.ComfyNode):
+    NAME = "JointAV To LATENT"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVToCoreLatent",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="A JointAV latent (from today's JointAV nodes) as a joint core LATENT.",
+            inputs=[io.Model.Input("model"), JointAVLatent.Input("latent")],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model, latent) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            view = joint_model_view(model, cls.NAME)
+            out = core_latent(latent, view)
+        return io.NodeOutput(out)
+
+
+NATIVE_NODES = [EmptyAVLatent, ImageToAVLatentNative, Guider, Noise, Scheduler, PromptMarkup, ToCoreLatent]
