@@ -16,7 +16,9 @@ from comfy_api.latest import io, ui
 from ..pipeline.cameo import cameo_provenance, log_cameo_use
 from ..pipeline.generate import provenance_info, write_signed_mp4
 from ..provenance import verify_file
+from .decode import as_joint_latent
 from .failures import node_errors
+from .graph_provenance import provenance_from_workflow
 from .server_paths import FOLDERS_TEXT, name_problem, resolve_name
 from .types import CATEGORY, JointAVLatent
 from .validation import validate
@@ -36,12 +38,15 @@ class SaveVideo(io.ComfyNode):
                         "recording the model, prompt, seed and sampler settings, and for a cameo clip the profile id "
                         "and the consent record's hash (the use is added to the cameo usage log).",
             inputs=[
-                JointAVLatent.Input("latent", tooltip="The sampled latent: its frame rate and what made it."),
+                io.MultiType.Input("latent", types=[JointAVLatent, io.Latent],
+                                   tooltip="The sampled latent (JointAV Sampler's, or a joint LATENT from a core "
+                                           "sampler): its frame rate and what made it."),
                 io.Image.Input("images"),
                 io.Audio.Input("audio", optional=True),
                 io.String.Input("filename_prefix", default="video/JointAV"),
             ],
             outputs=[],
+            hidden=[io.Hidden.prompt],
             is_output_node=True,
         )
 
@@ -51,6 +56,10 @@ class SaveVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent, images, filename_prefix: str, audio=None) -> io.NodeOutput:
+        if isinstance(latent, dict):  # a core LATENT: what made it is read from the workflow that ran
+            latent = as_joint_latent(latent, cls.NAME)
+            if not latent.provenance:
+                latent.provenance = provenance_from_workflow(cls.hidden.prompt)
         height, width = int(images.shape[1]), int(images.shape[2])
         folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), width, height)

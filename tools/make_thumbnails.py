@@ -33,10 +33,44 @@ def _node(prompt: dict, class_type: str) -> dict | None:
     return next((n["inputs"] for n in prompt.values() if n["class_type"] == class_type), None)
 
 
+def _model_name(prompt: dict) -> str:
+    loader = _node(prompt, "JointAVLoadModel") or {}
+    return loader.get("model_name") or (_node(prompt, "UNETLoader") or {}).get("unet_name", "")
+
+
+def _empty_latent(prompt: dict) -> dict | None:
+    return _node(prompt, "JointAVEmptyLatent") or _node(prompt, "JointAVEmptyAVLatent")
+
+
+def render_native(prompt: dict) -> torch.Tensor:
+    """A native-path workflow's clip on the embedded model: core Euler on Ovi's sigmas with the JointAV guider
+    and noise gives the JointAV Sampler's Euler clip for the same values (tests/integration/native_checks.py
+    shows the two within 1e-5), so the pipeline renders it with the workflow's texts, seed, steps and scales."""
+    from jointav.pipeline import api
+
+    model = api.load_joint_model(None, device="cpu")
+    decoders = api.load_decoders(None, None, None, device="cpu")
+    guider = _node(prompt, "JointAVGuider")
+    texts = {key: prompt[str(guider[key][0])]["inputs"]["text"]
+             for key in ("positive", "video_negative", "audio_negative")}
+    conditioning = api.encode_prompt(model, texts["positive"], [], "", texts["video_negative"],
+                                     texts["audio_negative"])
+    empty = _empty_latent(prompt)
+    latent = api.empty_latent(model, empty["duration"], empty["height"] or None, empty["width"] or None,
+                              empty["batch"])
+    sampled = api.sample(model, conditioning, latent, seed=_node(prompt, "JointAVNoise")["noise_seed"],
+                         steps=_node(prompt, "BasicScheduler")["steps"], solver="euler", shift=5.0,
+                         video_guidance=guider["video_cfg"], audio_guidance=guider["audio_cfg"],
+                         skip_layer=guider["skip_layer"])
+    return api.decode_video(decoders, sampled)
+
+
 def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
     """The workflow's clip frames `[T, H, W, 3]` in 0..1, made by the pipeline with the workflow's values."""
     from jointav.pipeline import api
 
+    if _node(prompt, "JointAVGuider") is not None:
+        return render_native(prompt)
     model = api.load_joint_model(None, device="cpu")
     decoders = api.load_decoders(None, None, None, device="cpu")
     text = _node(prompt, "JointAVEncodePrompt")
@@ -72,8 +106,8 @@ def grid(frames: torch.Tensor) -> np.ndarray:
 def title_card(prompt: dict, note: str) -> np.ndarray:
     """A dark card with the workflow's model files and settings, for a workflow not rendered here."""
     card = np.full((SIDE, SIDE, 3), 32, np.uint8)
-    model = _node(prompt, "JointAVLoadModel")["model_name"]
-    latent = _node(prompt, "JointAVEmptyLatent")
+    model = _model_name(prompt)
+    latent = _empty_latent(prompt)
     lines = [("Ovi", 1.4), (model, 0.5), (f"{latent['width']}x{latent['height']}, {latent['duration']}", 0.7), ("", 0.5),
              ("not rendered: needs the", 0.5), ("Ovi weights (see README,", 0.5), ("'Model files')", 0.5)]
     words, line = note.split(), ""
@@ -102,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted(API_DIR.glob("*.json")):
         prompt = json.loads(path.read_text())
         ui = json.loads((UI_DIR / path.name).read_text())
-        if _node(prompt, "JointAVLoadModel")["model_name"] == EMBEDDED:
+        if _model_name(prompt) == EMBEDDED:
             picture = grid(render_default(prompt, args.image))
             how = "rendered"
         else:

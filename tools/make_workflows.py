@@ -66,7 +66,7 @@ NODE_TYPES: dict[str, NodeType] = {
     "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
                                             ("latent", JOINT_LATENT, False)),
                                    widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
-    "JointAVSaveVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
+    "JointAVSaveVideo": NodeType(sockets=(("latent", JOINT_LATENT, False), ("images", "IMAGE", False),
                                           ("audio", "AUDIO", True)),
                                  widgets=("filename_prefix",)),
     "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
@@ -223,10 +223,11 @@ def ovi_text_to_av(name: str, model_file: str, weight_dtype: str, duration: str,
 
 def _native_tail(first: int, model: tuple[int, int], clip: tuple[int, int], decoders: int, prompt: str,
                  negatives: dict, *,
-                 duration: str, width: int, height: int, fps: float, seed: int, steps: int, prefix: str) -> list[Node]:
+                 duration: str, width: int, height: int, seed: int, steps: int, prefix: str) -> list[Node]:
     """CLIP Text Encode x3 -> JointAV Guider + Noise, KSamplerSelect, BasicScheduler -> SamplerCustomAdvanced
-    -> JointAV decoders -> core CreateVideo + SaveVideo. model / clip: (node id, output slot) of MODEL / CLIP."""
-    pos, vneg, aneg, lat, guider, noise, select, sched, sample, dv, da, cv, sv = range(first, first + 13)
+    -> JointAV decoders -> JointAV Save Video (signed; it reads what made the clip from the workflow).
+    model / clip: (node id, output slot) of MODEL / CLIP."""
+    pos, vneg, aneg, lat, guider, noise, select, sched, sample, dv, da, sv = range(first, first + 12)
     return [
         Node(pos, "CLIPTextEncode", {"text": prompt}, {"clip": clip}, title="Prompt (Ovi markup)"),
         Node(vneg, "CLIPTextEncode", {"text": negatives["video_negative"]}, {"clip": clip},
@@ -247,8 +248,8 @@ def _native_tail(first: int, model: tuple[int, int], clip: tuple[int, int], deco
         Node(dv, "JointAVDecodeVideo", {}, {"decoders": (decoders, 0), "latent": (sample, 0)}),
         Node(da, "JointAVDecodeAudio", {"sample_rate": 44100, "stereo": True},
              {"decoders": (decoders, 0), "latent": (sample, 0)}),
-        Node(cv, "CreateVideo", {"fps": fps}, {"images": (dv, 0), "audio": (da, 0)}),
-        Node(sv, "SaveVideo", {"filename_prefix": prefix, "format": "auto", "codec": "auto"}, {"video": (cv, 0)}),
+        Node(sv, "JointAVSaveVideo", {"filename_prefix": prefix},
+             {"latent": (sample, 0), "images": (dv, 0), "audio": (da, 0)}),
     ]
 
 
@@ -258,7 +259,7 @@ def default_native_text_to_av() -> Workflow:
         *_embedded_loaders(),
         *_native_tail(3, (1, 1), (1, 2), 2, "a red ball bounces twice on the left on a black background. "
                       "<AUDCAP>high clicks<ENDAUDCAP>", OVI_NEGATIVES, duration=DEFAULT_DURATION, width=width,
-                      height=height, fps=12.0, seed=SEED, steps=24, prefix="jointav/default_native_text_to_av"),
+                      height=height, seed=SEED, steps=24, prefix="jointav/default_native_text_to_av"),
     ]
     return Workflow("jointav_default_native_text_to_av", nodes,
                     "The embedded default model through core nodes: CLIP Text Encode, SamplerCustomAdvanced with "
@@ -272,7 +273,7 @@ def ovi_native_text_to_av(name: str, model_file: str, weight_dtype: str, duratio
         Node(2, "CLIPLoader", {"clip_name": OVI_TEXT_ENCODER, "type": "wan", "device": "default"}),
         Node(3, "JointAVLoadDecoders", {"video_vae": OVI_VIDEO_VAE, "audio_vae": OVI_AUDIO_VAE,
                                         "vocoder": OVI_VOCODER}),
-        *_native_tail(4, (1, 0), (2, 0), 3, prompt, OVI_NEGATIVES, duration=duration, width=width, height=height, fps=24.0,
+        *_native_tail(4, (1, 0), (2, 0), 3, prompt, OVI_NEGATIVES, duration=duration, width=width, height=height,
                       seed=100, steps=50, prefix=f"jointav/{name}"),
     ]
     return Workflow(name, nodes, note)

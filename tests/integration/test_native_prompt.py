@@ -32,17 +32,27 @@ def test_object_info_speaks_core_types(comfy):
         assert "LATENT" in accepted.split(",") and "JOINTAV_LATENT" in accepted.split(","), (decoder, accepted)
 
 
-def _variant(sampler: str, prefix: str, seed: int = 42) -> dict:
+def _variant(sampler: str, prefix: str, seed: int = 42, core_save: bool = True, fps: float = 12.0) -> dict:
+    """The shipped native example with another sampler and seed; `core_save` ends it with core Create Video +
+    Save Video (the issue's all-core tail) instead of the example's signed JointAV Save Video."""
     prompt = copy.deepcopy(api_workflow(NATIVE))
     inputs_of(prompt, "KSamplerSelect")["sampler_name"] = sampler
     inputs_of(prompt, "JointAVNoise")["noise_seed"] = seed
-    inputs_of(prompt, "SaveVideo")["filename_prefix"] = prefix
+    save = node_id_of(prompt, "JointAVSaveVideo")
+    if not core_save:
+        inputs_of(prompt, "JointAVSaveVideo")["filename_prefix"] = prefix
+        return prompt
+    signed = prompt[save]["inputs"]
+    prompt["90"] = {"class_type": "CreateVideo", "inputs": {"images": signed["images"], "audio": signed["audio"],
+                                                            "fps": fps}}
+    prompt[save] = {"class_type": "SaveVideo", "inputs": {"video": ["90", 0], "filename_prefix": prefix,
+                                                          "format": "auto", "codec": "auto"}}
     return prompt
 
 
 @pytest.mark.parametrize("sampler", ["euler", "uni_pc", "dpmpp_2m"])
 def test_core_sampler_graph_writes_an_mp4_with_sound(comfy, default_spec, sampler):
-    prompt = _variant(sampler, f"it_native/{sampler}")
+    prompt = _variant(sampler, f"it_native/{sampler}", fps=default_spec.fps)
     assert sum(n["class_type"] == "CLIPTextEncode" for n in prompt.values()) == 3
     entry = comfy.run(prompt)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
@@ -52,6 +62,22 @@ def test_core_sampler_graph_writes_an_mp4_with_sound(comfy, default_spec, sample
     facts = check_clip(files[0], fps=default_spec.fps, frames=default_spec.duration_preset(latent["duration"]).frames,
                        sample_rate=44100, channels=2, width=latent["width"], height=latent["height"])
     print(f"{sampler}: {facts}")
+
+
+def test_the_shipped_native_example_writes_a_clip_that_verifies(comfy):
+    """JointAV Save Video on a core sampler's LATENT: watermarked, signed, and its record names the workflow's
+    seed, positive text and sampler (read from the prompt ComfyUI ran)."""
+    from jointav.provenance import verify_file
+
+    prompt = _variant("euler", "it_native/signed", seed=4242, core_save=False)
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
+    (clip,) = saved_files(entry, comfy.base)
+    report = verify_file(clip)
+    assert report.valid, report
+    assert report.generation["seed"] == 4242
+    guider = inputs_of(prompt, "JointAVGuider")
+    assert report.generation["prompt"] == prompt[str(guider["positive"][0])]["inputs"]["text"]
 
 
 def test_second_prompt_does_not_reload_the_model(comfy):
