@@ -22,8 +22,9 @@ from ..pipeline import api as pipeline
 from ..pipeline.types import JointModel
 from ..text.ovi_prompt import AudioCaptionStyle, compose_prompt
 from .failures import node_errors
-from .latents import DURATIONS, MAX_SIZE, SIZE_STEP, check_duration, check_size
+from .latents import DURATION_TIP, DURATIONS, MAX_SIZE, SIZE_STEP, SIZE_TIP, size_rules
 from .types import CATEGORY, JointAVDecoders, JointAVLatent
+from .validation import validate
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 SOLVERS = ["euler", "unipc", "dpm++"]
@@ -54,26 +55,24 @@ class EmptyAVLatent(io.ComfyNode):
             description="A joint audio-video LATENT (video and audio together) for core samplers.",
             inputs=[
                 io.Model.Input("model", tooltip="A JointAV MODEL: its family decides fps, presets and channels."),
-                io.Combo.Input("duration", options=DURATIONS, default="5s"),
-                io.Int.Input("width", default=992, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP),
-                io.Int.Input("height", default=512, min=SIZE_STEP, max=MAX_SIZE, step=SIZE_STEP),
+                io.Combo.Input("duration", options=DURATIONS, default=pipeline.MODEL_DURATION, tooltip=DURATION_TIP),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, tooltip=SIZE_TIP.format("width")),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip=SIZE_TIP.format("height")),
                 io.Int.Input("batch", default=1, min=1, max=64),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
-    def validate_inputs(cls, duration: str | None = None, width: int | None = None,
-                        height: int | None = None) -> bool | str:
-        problems = [p for p in (check_duration(cls.NAME, duration), check_size(cls.NAME, "width", width),
-                                check_size(cls.NAME, "height", height)) if p]
-        return "; ".join(problems) if problems else True
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values, extra=lambda v: size_rules(cls.NAME, v))
 
     @classmethod
     def execute(cls, model, duration: str, width: int, height: int, batch: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
             view = joint_model_view(model, cls.NAME)
-            latent = core_latent(pipeline.empty_latent(view, duration, height, width, batch), view)
+            latent = core_latent(pipeline.empty_latent(view, duration, height or None, width or None, batch), view)
         return io.NodeOutput(latent)
 
 
@@ -91,12 +90,16 @@ class ImageToAVLatentNative(io.ComfyNode):
                 io.Model.Input("model"),
                 JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the first frame."),
                 io.Image.Input("image"),
-                io.Combo.Input("duration", options=DURATIONS, default="5s"),
+                io.Combo.Input("duration", options=DURATIONS, default=pipeline.MODEL_DURATION, tooltip=DURATION_TIP),
                 io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
                 io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def execute(cls, model, decoders, image, duration: str, width: int = 0, height: int = 0) -> io.NodeOutput:
@@ -133,6 +136,10 @@ class Guider(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
+
+    @classmethod
     def execute(cls, model, positive, video_negative, audio_negative, video_cfg: float, audio_cfg: float,
                 skip_layer: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
@@ -162,6 +169,10 @@ class Noise(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
+
+    @classmethod
     def execute(cls, noise_seed: int, device: str) -> io.NodeOutput:
         return io.NodeOutput(JointAVNoise(noise_seed, device))
 
@@ -183,6 +194,10 @@ class Scheduler(io.ComfyNode):
             ],
             outputs=[io.Sigmas.Output(display_name="sigmas")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def execute(cls, solver: str, steps: int, shift: float) -> io.NodeOutput:
@@ -211,6 +226,10 @@ class PromptMarkup(io.ComfyNode):
             ],
             outputs=[io.String.Output(display_name="text")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
 
     @classmethod
     def execute(cls, video_prompt: str, speech_lines: str, audio_description: str, style: str) -> io.NodeOutput:
