@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 
 from .comfy_server import find_comfyui
-from .conftest import _ensure_dependencies
+from .conftest import _ensure_dependencies, _say
 
 CHECKS = Path(__file__).with_name("native_checks.py")
 PARITY_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def comfy_python():
+def comfy_python(request):
     found = find_comfyui()
     if isinstance(found, str):
         pytest.skip(f"INTEGRATION TIER NOT RUN: {found}")
-    _ensure_dependencies(found[1])
+    _ensure_dependencies(found[1], say=lambda line: _say(request.config, line))
     return found[1]
 
 
