@@ -31,6 +31,11 @@ EXPECTED = {
                                   ["JOINTAV_CAMEO", "IMAGE", "AUDIO"]),
     "JointAVCameoLoadProfile": (["profile", "model", "decoders"], [], ["JOINTAV_CAMEO", "IMAGE", "STRING"]),
     "JointAVApplyCameo": (["model", "decoders", "latent", "cameo", "mode"], ["reference_guidance"], ["JOINTAV_LATENT"]),
+    # beyond one clip (latents that hold a given sound, given frames, or a clip's tail)
+    "JointAVAudioToVideoLatent": (["model", "decoders", "audio", "duration", "width", "height"], [],
+                                  ["JOINTAV_LATENT"]),
+    "JointAVVideoToAudioLatent": (["model", "decoders", "images", "duration"], [], ["JOINTAV_LATENT"]),
+    "JointAVExtendLatent": (["model", "decoders", "images", "audio", "hold"], [], ["JOINTAV_LATENT", "INT", "INT"]),
     # the native path
     "JointAVEmptyAVLatent": (["model", "duration", "width", "height", "batch"], [], ["LATENT"]),
     "JointAVImageToAVLatentNative": (["model", "decoders", "image", "duration"], ["width", "height"], ["LATENT"]),
