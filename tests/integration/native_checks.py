@@ -84,9 +84,9 @@ class Setup:
                             denoise_mask=core.get("noise_mask"), callback=None, disable_pbar=True, seed=seed)
         return self.layout.unpack(out)
 
-    def reference(self, conds, latent, seed, steps, joint=None, slg_layer="default"):
+    def reference(self, conds, latent, seed, steps, joint=None, skip_layer="default"):
         out = self.api.sample(joint or self.joint, self.conditioning(*conds), latent, seed=seed, steps=steps,
-                              solver="euler", shift=5.0, video_guidance=4.0, audio_guidance=3.0, slg_layer=slg_layer)
+                              solver="euler", shift=5.0, video_guidance=4.0, audio_guidance=3.0, skip_layer=skip_layer)
         return out.video, out.audio
 
 
@@ -422,7 +422,7 @@ def check_shortcut() -> dict:
         s.layout = patcher.model.diffusion_model.layout
         conds = s.prompts("a red ball bounces <AUDCAP>thud<ENDAUDCAP>")
         latent = s.api.empty_latent(joint, "5s", 64, 64)
-        ref_v, ref_a = s.reference(conds, latent, 3, 6, joint=joint, slg_layer=1)
+        ref_v, ref_a = s.reference(conds, latent, 3, 6, joint=joint, skip_layer=1)
         v, a = s.core_sample(patcher, conds, latent, 3, 6, skip_layer=1)
         return {"shared_weights": shared, "video": maxdiff(v, ref_v), "audio": maxdiff(a, ref_a),
                 "magnitude": float(ref_v.abs().max()), "family": joint.spec.family}
