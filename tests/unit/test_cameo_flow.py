@@ -70,8 +70,12 @@ def granted(tmp_path_factory, recording, subject_key, operator):
     (folder,) = out.iterdir()
     operator_pem = tmp_path_factory.mktemp("operator") / "operator.pub.pem"
     shutil.copy(public_path_for(default_operator_key_path()), operator_pem)
-    assert main(["cameo", "grant", "--subject-key", str(subject_key), "--subject-id", "blue", "--profile",
-                 str(folder), "--operator-key", str(operator_pem), "--days", "30"]) == 0
+    # The profile id follows the recording, so another test module in the same run may have bound the same id
+    # to another person's key on this "machine": the first grant is made on a machine of this module's own.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JOINTAV_CAMEO_STATE", str(tmp_path_factory.mktemp("granting-machine") / "consent-state.json"))
+        assert main(["cameo", "grant", "--subject-key", str(subject_key), "--subject-id", "blue", "--profile",
+                     str(folder), "--operator-key", str(operator_pem), "--days", "30"]) == 0
     return read_profile(folder)
 
 
