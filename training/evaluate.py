@@ -50,11 +50,20 @@ def as_eval_clip(clip: GeneratedClip) -> EvalClip:
                     sample_rate=clip.audio["sample_rate"])
 
 
+def truth_clips(captions: list[str], seed: int = EVAL_SEED) -> list:
+    """The toy world's own render of each caption (clip i with seed + i): the ground truth of every measure."""
+    from ..toyworld import render_clip
+    from ..toyworld.scenes import parse_caption
+
+    return [render_clip(parse_caption(c), seed + i) for i, c in enumerate(captions)]
+
+
 def evaluate_default_model(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED) -> dict:
-    """metrics.evaluate over n held-out captions, clip i sampled with seed + i."""
+    """metrics.evaluate over n held-out captions, clip i sampled with seed + i, beside the toy world's renders
+    of the same captions (result["ground_truth"])."""
     captions = heldout_captions(n, seed)
     clips = [as_eval_clip(generate_clip(c, seed + i, steps)) for i, c in enumerate(captions)]
-    return evaluate(clips, captions)
+    return evaluate(clips, captions, truth=truth_clips(captions, seed))
 
 
 # ------------------------------------------------------------------------------------------- cameo
