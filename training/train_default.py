@@ -158,11 +158,10 @@ is one region and no move exceeds 0.23 of the frame (0.33 at an impact, where a 
   gave one region in 84 / 87 / 84 / 80% of frames (counts 58 / 42 / 83 / 83%), shift 2 / 5 / 10 gave
   85 / 84 / 85%; the defaults stay.
 - Temporal receptive field: the video latent is 16 x 7 x 8 x 8 (4x time: latent frame 0 is video frame 0, each
-  later one 4 frames, a third of a second in which a ball near the floor moves up to a third of the frame
-  per frame); the 1x2x2 patch
-  makes 16 tokens per latent frame, 112 in all, and every block attends over all of them, so the DiT sees the
-  whole clip at once; nothing in the patching splits a bounce. But one token must carry four positions of the
-  ball, and a token that mixes two trajectories decodes to two blobs.
+  later one 4 frames, a third of a second in which a ball near the floor moves up to a third of the frame per
+  frame); the 1x2x2 patch makes 16 tokens per latent frame, 112 in all, and every block attends over all of
+  them, so the DiT sees the whole clip at once; nothing in the patching splits a bounce. But one token must
+  carry four positions of the ball, and a token that mixes two trajectories decodes to two blobs.
 - So what binds is the DiT's fit (the blend of modes a flow-matching model gives where it has not learnt to
   commit), which more DiT training or capacity should improve, not the decoders or the sampling settings."""
 

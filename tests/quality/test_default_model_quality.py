@@ -109,20 +109,33 @@ def test_prints_the_bounce_set(bounces, capsys):
     assert bounces["n_clips"] == N_BOUNCES
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: bounce count as captioned in 42% (5 of 12) of the balanced "
-                   "held-out bounce set, target 80%")
+def test_the_bounce_set_s_measures_pass_the_ground_truth_and_fail_their_baselines(bounces):
+    truth = bounces["ground_truth"]
+    assert truth["adherence"]["bounces"]["accuracy"] == 1.0 and truth["adherence"]["bounces"]["shuffled"] <= 0.5
+    assert truth["coherence"]["one_region"] >= 0.95 and truth["coherence"]["smooth"] >= 0.95
+    co = bounces["coherence"]
+    assert co["one_region_double_exposure"] <= 0.6 and co["smooth_time_shuffled"] <= 0.3, co
+
+
+@pytest.mark.xfail(strict=True, reason="issue 19: bounce count as captioned in 25% (3 of 12) of the balanced "
+                   "held-out bounce set (its clips scored against shuffled captions: 50%), target 80%")
 def test_bounce_count_as_captioned_in_80_percent_of_clips(bounces):
-    got, truth = bounces["adherence"]["bounces"], bounces["ground_truth"]["adherence"]["bounces"]
-    assert truth["accuracy"] == 1.0 and got["shuffled"] <= 0.5, (truth, got)  # the measure and its baseline
+    got = bounces["adherence"]["bounces"]
     assert got["accuracy"] >= 0.8, f"bounce count right in {got['accuracy']:.0%} of {got['n']}, expected >= 80%"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: one subject region in 80% of the frames of the balanced "
-                   "bounce set, target 95%")
+@pytest.mark.xfail(strict=True, reason="issue 19: one subject region in 75% of the frames of the balanced "
+                   "held-out bounce set (doubled subjects), target 95%")
 def test_a_bouncing_subject_is_one_region_in_95_percent_of_frames(bounces):
-    co, truth = bounces["coherence"], bounces["ground_truth"]["coherence"]
-    assert truth["one_region"] >= 0.95
+    co = bounces["coherence"]
     assert co["one_region"] >= 0.95, f"one subject region in {co['one_region']:.0%} of frames, expected >= 95%"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 19: no centre jump over a quarter frame outside a bounce in 42% "
+                   "(5 of 12) of the balanced bounce set (largest 0.41 frame; 0.59 at a detected impact), target 95%")
+def test_a_bouncing_subject_never_jumps_in_95_percent_of_clips(bounces):
+    co = bounces["coherence"]
+    assert co["smooth"] >= 0.95, f"no jump over a quarter frame in {co['smooth']:.0%} of clips, expected >= 95%"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 19: colour right in 80% of held-out clips (the four 'white "
