@@ -175,10 +175,10 @@ is one region and no move exceeds 0.23 of the frame (0.33 at an impact, where a 
   candidate's curve is not in the tables below. Halfway (step 830) it scored the same regions and worse counts.
 - Next step, precisely: the DiT needs far more optimisation than this CPU gives (each CPU run gained less than
   the one before: loss 0.90 -> 0.48, 0.47 -> 0.43, 0.43 -> 0.38, then this one flat). On a lent GPU, as in
-  `scripts/train_default_gpu.sh`: `--adopt default_model/jointav-default.safetensors` (then save the adopted
-  video VAE as a finished `video_vae` checkpoint of step 0, as adopt_bundle does for the audio parts: `encode`
-  reads that stage's checkpoint; this session did it by hand), encode 12000 clips
-  (`--stage encode --clips 12000`, 8 shards; the 4000 used on this CPU were each seen about 65 times), then
+  `scripts/train_default_gpu.sh`: `--adopt default_model/jointav-default.safetensors`, encode 12000 clips with
+  the adopted video VAE (`--stage encode --clips 12000`, 8 shards; `encode` now falls back to the adopted VAE,
+  which this session had to write as a step-0 checkpoint by hand; the 4000 clips used on this CPU were each
+  seen about 65 times), then
   `--stage dit --plan gpu --device cuda --lr 3e-4 --steps 6000 --minutes 9.5 --resume` over three calls (about
   2100 steps of batch 64 a call at the 225 steps a minute measured on the H100; 384k samples, 1.4x all CPU DiT
   training so far), `--stage bundle`, then `tests/quality`: the strict xfails of issue 19 (regions, jumps,
