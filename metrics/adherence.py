@@ -3,6 +3,7 @@
 Attributes and the clips they apply to:
   colour, background   every clip          (video: voted subject colour, median background)
   count                bounce and speak    (video: impacts / mouth openings; a slide always has one)
+  bounces              bounce              (video: impacts; issue 19's "bounce count as captioned")
   timbre               bounce and slide    (audio: thud vs click from the spectral centroid)
   pitch                speak               (audio: voice class from the fundamental)
 Each comes with `shuffled`: the same detections scored against the caption of another clip of the same
@@ -26,6 +27,7 @@ ATTRIBUTES: dict[str, tuple[tuple[str, ...], int, Check]] = {
     "colour": (("bounce", "slide", "speak"), len(OBJECT_COLOURS), lambda s, v, a: v.colour == s.colour),
     "background": (("bounce", "slide", "speak"), len(BACKGROUND_COLOURS), lambda s, v, a: v.background == s.background),
     "count": (("bounce", "speak"), len(COUNTS), lambda s, v, a: v.count == s.count),
+    "bounces": (("bounce",), len(COUNTS), lambda s, v, a: v.count == s.count),
     "timbre": (("bounce", "slide"), len(SOUNDS), lambda s, v, a: a.timbre == s.sound),
     "pitch": (("speak",), len(VOICES), lambda s, v, a: a.pitch_class == s.voice),
 }

@@ -64,10 +64,8 @@ def detect_video_events(frames, kind: str | None = None) -> VideoEvents:
         raise InputValueError(f"detect_video_events: kind {kind!r}; expected one of {MODES} or None")
     f = as_frames(frames)
     t, h, w, _ = f.shape
-    bg = np.median(f[:, ::2, ::2].reshape(-1, 3), axis=0)
+    bg, colour, rgb, subject = subject_pixels(f)
     background = nearest_colour(bg, BACKGROUND_COLOURS)
-    foreground = _sq_dist(f, bg) > FOREGROUND_DISTANCE**2
-    colour, rgb, subject = _subject(f, foreground)
     no_mouth = (False,) * t
     if colour is None:
         centres = np.full((t, 2), np.nan)
@@ -83,6 +81,16 @@ def detect_video_events(frames, kind: str | None = None) -> VideoEvents:
     size = h if mode == "bounce" else w
     turns = _sharp_turns(centres[:, axis], TURN_PROMINENCE * size, both_ways=mode == "slide")
     return VideoEvents(mode, turns, no_mouth, len(turns), colour, rgb, background, centres)
+
+
+def subject_pixels(f: np.ndarray):
+    """(background RGB, subject colour name or None, its mean RGB, per-pixel subject mask `[T, H, W]`) of frames
+    already in 0..255 (as_frames): the background is the clip's median colour, the subject the pixels far from it
+    that vote for the winning colour name."""
+    bg = np.median(f[:, ::2, ::2].reshape(-1, 3), axis=0)
+    foreground = _sq_dist(f, bg) > FOREGROUND_DISTANCE**2
+    colour, rgb, subject = _subject(f, foreground)
+    return bg, colour, rgb, subject
 
 
 def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

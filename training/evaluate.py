@@ -50,11 +50,39 @@ def as_eval_clip(clip: GeneratedClip) -> EvalClip:
                     sample_rate=clip.audio["sample_rate"])
 
 
+def bounce_captions(n: int = 12, seed: int = EVAL_SEED) -> list[str]:
+    """n held-out bounce captions, asking for 1, 2, 3, 1, ... bounces: the held-out set above is mostly "once",
+    where a model that always bounces once would look right (issue 19: "bounces twice" gave one or three)."""
+    rng = np.random.default_rng(seed + 19)
+    captions: list[str] = []
+    while len(captions) < n:
+        spec = sample_spec(rng, "heldout")
+        if spec.kind == "bounce" and spec.count == len(captions) % 3 + 1:
+            captions.append(caption_for(spec))
+    return captions
+
+
+def evaluate_bounces(n: int = 12, steps: int | None = None, seed: int = EVAL_SEED) -> dict:
+    """metrics.evaluate over bounce_captions (clip i with seed + 100 + i), beside the toy world's renders."""
+    captions = bounce_captions(n, seed)
+    clips = [as_eval_clip(generate_clip(c, seed + 100 + i, steps)) for i, c in enumerate(captions)]
+    return evaluate(clips, captions, truth=truth_clips(captions, seed + 100))
+
+
+def truth_clips(captions: list[str], seed: int = EVAL_SEED) -> list:
+    """The toy world's own render of each caption (clip i with seed + i): the ground truth of every measure."""
+    from ..toyworld import render_clip
+    from ..toyworld.scenes import parse_caption
+
+    return [render_clip(parse_caption(c), seed + i) for i, c in enumerate(captions)]
+
+
 def evaluate_default_model(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED) -> dict:
-    """metrics.evaluate over n held-out captions, clip i sampled with seed + i."""
+    """metrics.evaluate over n held-out captions, clip i sampled with seed + i, beside the toy world's renders
+    of the same captions (result["ground_truth"])."""
     captions = heldout_captions(n, seed)
     clips = [as_eval_clip(generate_clip(c, seed + i, steps)) for i, c in enumerate(captions)]
-    return evaluate(clips, captions)
+    return evaluate(clips, captions, truth=truth_clips(captions, seed))
 
 
 # ------------------------------------------------------------------------------------------- cameo

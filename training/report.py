@@ -96,7 +96,7 @@ def _run_tables(runs: list[dict]) -> tuple[str, float]:
 
 
 def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, eval_steps: int,
-                 encode_seconds: float | None = None, cameo: dict | None = None) -> Path:
+                 encode_seconds: float | None = None, cameo: dict | None = None, bounces: dict | None = None) -> Path:
     runs = training_runs(workdir)  # (reads every checkpoint of the workdir: once)
     tables, seconds = _run_tables(runs)
     lines = [
@@ -118,10 +118,19 @@ def write_report(path: Path, workdir: Path, figures: dict | None, notes: str, ev
         lines += ["## Figures on 20 held-out captions", "",
                   f"Sampled through the CLI's pipeline with {eval_steps} UniPC steps (shift 5, guidance 4/3, "
                   f"no skip-layer guidance).", "", "```", figures["summary"], "```", "",
-                  "| caption | video events | audio onsets | offset | colour | pitch |",
-                  "|---|---|---|---|---|---|"]
+                  "Regions: subject regions in each of the 25 frames (1 = one solid subject); jump: the largest "
+                  "move of the subject's centre between two frames outside a bounce, in frames.", "",
+                  "| caption | video events | audio onsets | offset | colour | pitch | regions | jump |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['caption']} | {r['video_events']} | {r['audio_onsets']} | {_fmt(r['offset'])} | "
-                  f"{r['colour']} | {r['pitch_class']} |" for r in figures["per_clip"]]
+                  f"{r['colour']} | {r['pitch_class']} | {r.get('regions')} | {_fmt(r.get('max_jump'))} |"
+                  for r in figures["per_clip"]]
+    if bounces is not None:
+        lines += ["", f"## Bounces: {bounces['n_clips']} held-out bounce captions asking for 1, 2, 3 bounces in turn", "",
+                  "```", bounces["summary"], "```", "",
+                  "| caption | impacts seen | regions | jump |", "|---|---|---|---|"]
+        lines += [f"| {r['caption']} | {r['count']} | {r['regions']} | {_fmt(r['max_jump'])} |"
+                  for r in bounces["per_clip"]]
     if cameo is not None:
         lines += ["", "## Cameo: 20 captions with and without a cameo profile", "",
                   "Profiles made from MP4 recordings by `pipeline.cameo.create_profile`; captions name neither colour "

@@ -351,10 +351,15 @@ def run_vocoder(workdir: Path, steps: int | None, minutes: float | None, resume:
 # ------------------------------------------------------------------------------------------- pre-encoding
 
 def trained_video_vae(workdir: Path) -> WanVAE:
-    """The trained video VAE; with the decoder fine-tuned when that stage has run (the encoder is the same)."""
+    """The trained video VAE; with the decoder fine-tuned when that stage has run (the encoder is the same). In a
+    workdir that adopted a bundle and has not trained its VAE (a DiT fine-tune), the adopted one."""
     vae = WanVAE(WanVAEConfig.from_dict(default_configs()["video_vae"]))
     name = "video_decoder" if checkpoint_path(workdir, "video_decoder").is_file() else "video_vae"
-    vae.load_state_dict(load_checkpoint_weights(workdir, name))
+    adopted = Path(workdir) / "init-video_vae.pt"
+    if not checkpoint_path(workdir, name).is_file() and adopted.is_file():
+        vae.load_state_dict(torch.load(adopted, weights_only=True))
+    else:
+        vae.load_state_dict(load_checkpoint_weights(workdir, name))
     return vae.eval().requires_grad_(False)
 
 

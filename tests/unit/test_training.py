@@ -159,6 +159,9 @@ def test_an_adopted_bundle_is_where_fine_tuning_starts(tmp_path):
         assert torch.allclose(audio.state_dict()[key], value, atol=1e-3), key
     vocoder = stages.trained_vocoder(work)
     assert all(torch.equal(vocoder.state_dict()[k], v) for k, v in parts.vocoder.state_dict().items())
+    # Before any VAE training the workdir's video VAE (what `encode` uses for a DiT fine-tune) is the bundle's.
+    adopted = stages.trained_video_vae(work)
+    assert all(torch.equal(adopted.state_dict()[k], v) for k, v in parts.video_vae.state_dict().items())
     # One step at a negligible learning rate: the run must have started from the bundle's weights.
     torch.set_num_threads(1)
     stages.run_video_vae(work, 1, None, False, batch=1, crop=5, progress=False, lr=1e-12)
