@@ -146,8 +146,9 @@ def _run(args, command: str, prompts: list[str], make, sources: dict, cancel_fla
     from ..audio.av_stream import StreamingMP4Writer
     from ..pipeline.generate import provenance_info
     from ..provenance import embed_watermark, local_watermark_key, sign_output
+    from .generate import format_size
 
-    model, decoders, height, width, settings = make.model, make.decoders, *make.size, make.settings
+    model, height, width, settings = make.model, *make.size, make.settings
     provenance = {"model": model.name, "prompt": " | ".join(dict.fromkeys(prompts)), "seed": settings.seed,
                   "sampler": settings.record(model), "command": command, **sources}
     info = provenance_info(provenance)
@@ -178,7 +179,8 @@ def _run(args, command: str, prompts: list[str], make, sources: dict, cancel_fla
     sign_output(writer.path, info)
     seconds = report.frames / model.spec.fps
     state = "interrupted; kept the finished segments:" if report.interrupted else "wrote"
-    print(f"{state} {writer.path} ({report.frames} frames, {width}x{height} @ {model.spec.fps:g} fps, {seconds:.2f} s, "
+    print(f"{state} {writer.path} ({report.frames} frames, {format_size(height, width)} (height x width) @ "
+          f"{model.spec.fps:g} fps, {seconds:.2f} s, "
           f"{report.segments} segment(s)) in {time.perf_counter() - start:.1f} s")
     return 130 if report.interrupted else 0
 
