@@ -186,8 +186,8 @@ def _run(args, command: str, prompts: list[str], make, sources: dict, cancel_fla
 
 
 class _Job:
-    def __init__(self, model, decoders, size, settings, run):
-        self.model, self.decoders, self.size, self.settings, self.run = model, decoders, size, settings, run
+    def __init__(self, model, size, settings, run):
+        self.model, self.size, self.settings, self.run = model, size, settings, run
 
 
 def _guard(body):
@@ -230,7 +230,7 @@ def run_extend(args, cancel=None) -> int:
         if source is not None:
             long_form.check_media_fits(model, source, "extend: input", need_sound=True)
         settings = _settings(args)
-        job = _Job(model, decoders, _size_for(model, args, source), settings,
+        job = _Job(model, _size_for(model, args, source), settings,
                    lambda writer, progress, cancel_: long_form.extend(
                        model, decoders, writer, to_seconds=to_seconds, prompts=prompts, source=source,
                        hold_latent_frames=args.hold, settings=settings, progress=progress, cancel=cancel_))
@@ -254,7 +254,7 @@ def run_animate(args, cancel=None) -> int:
             raise InputValueError(f"animate: --audio {args.audio}: has no sound track")
         model, decoders = _load(args)
         settings = _settings(args)
-        job = _Job(model, decoders, _size_for(model, args), settings,
+        job = _Job(model, _size_for(model, args), settings,
                    lambda writer, progress, cancel_: long_form.animate(
                        model, decoders, writer, sound, args.prompt, to_seconds=to_seconds,
                        hold_latent_frames=args.hold, settings=settings, progress=progress, cancel=cancel_))
@@ -276,7 +276,7 @@ def run_foley(args, cancel=None) -> int:
         model, decoders = _load(args)
         long_form.check_media_fits(model, video, "foley: input", need_sound=False)
         settings = _settings(args)
-        job = _Job(model, decoders, _size_for(model, args, video), settings,
+        job = _Job(model, _size_for(model, args, video), settings,
                    lambda writer, progress, cancel_: long_form.foley(
                        model, decoders, writer, video, args.prompt, to_seconds=to_seconds,
                        hold_latent_frames=args.hold, settings=settings, progress=progress, cancel=cancel_))
@@ -292,7 +292,7 @@ def run_shots(args, cancel=None) -> int:
         shot_list = [long_form.parse_shot(s) for s in args.shot]
         model, decoders = _load(args)
         settings = _settings(args)
-        job = _Job(model, decoders, _size_for(model, args), settings,
+        job = _Job(model, _size_for(model, args), settings,
                    lambda writer, progress, cancel_: long_form.shots(
                        model, decoders, writer, shot_list, carry=args.carry, hold_latent_frames=args.hold,
                        settings=settings, progress=progress, cancel=cancel_))
