@@ -6,6 +6,7 @@ caching and compile nodes drive the fusion DiT.
     JointAV Guider: GUIDER (separate video/audio scales and negatives, skip-layer guidance)
     JointAV Noise: NOISE seeded as the reference (and the JointAV Sampler) seeds it
     JointAV Scheduler: SIGMAS of the reference's solvers
+    JointAV Solver: SAMPLER stepping as the reference's solvers (UniPC, DPM++, Euler)
     JointAV Prompt Markup: Ovi's prompt markup as a STRING for CLIP Text Encode
     JointAV To LATENT: a JOINTAV_LATENT (today's sampler) as a joint LATENT
 """
@@ -18,6 +19,7 @@ from ..comfy_native.guidance import JointAVGuider, JointAVNoise, reference_sigma
 from ..comfy_native.latents import nested_tensor_class, to_core_latent
 from ..comfy_native.loading import require_native
 from ..comfy_native.model import layout_for
+from ..comfy_native.solvers import jointav_sampler
 from ..pipeline import api as pipeline
 from ..pipeline.types import JointModel
 from ..text.ovi_prompt import AudioCaptionStyle, compose_prompt
@@ -206,6 +208,31 @@ class Scheduler(io.ComfyNode):
         return io.NodeOutput(sigmas)
 
 
+class Solver(io.ComfyNode):
+    NAME = "JointAV Solver"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVSolver",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Ovi's own solvers as a core SAMPLER (for SamplerCustomAdvanced): UniPC, DPM++ and Euler stepped "
+                        "as the reference steps them. With JointAV Scheduler's sigmas they reproduce the JointAV "
+                        "Sampler's clip; core's uni_pc / dpmpp_2m are other algorithms and give other clips.",
+            inputs=[io.Combo.Input("solver", options=SOLVERS, default="unipc")],
+            outputs=[io.Sampler.Output(display_name="sampler")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
+
+    @classmethod
+    def execute(cls, solver: str) -> io.NodeOutput:
+        return io.NodeOutput(jointav_sampler(solver))
+
+
 class PromptMarkup(io.ComfyNode):
     NAME = "JointAV Prompt Markup"
 
@@ -262,4 +289,4 @@ class ToCoreLatent(io.ComfyNode):
         return io.NodeOutput(out)
 
 
-NATIVE_NODES = [EmptyAVLatent, ImageToAVLatentNative, Guider, Noise, Scheduler, PromptMarkup, ToCoreLatent]
+NATIVE_NODES = [EmptyAVLatent, ImageToAVLatentNative, Guider, Noise, Scheduler, Solver, PromptMarkup, ToCoreLatent]

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .schedules import FlowSolver, dpmpp_schedule, log_snr
+from .schedules import FlowSolver, Schedule, dpmpp_schedule, log_snr
 
 
 class DPMPPSolver(FlowSolver):
@@ -20,8 +20,8 @@ class DPMPPSolver(FlowSolver):
 
     name = "dpm++"
 
-    def __init__(self, steps: int = 50, shift: float = 5.0):
-        super().__init__(dpmpp_schedule(steps, shift))
+    def __init__(self, steps: int = 50, shift: float = 5.0, schedule: Schedule | None = None):
+        super().__init__(schedule if schedule is not None else dpmpp_schedule(steps, shift))
         self._previous_x0: torch.Tensor | None = None
 
     def _advance(self, velocity: torch.Tensor, i: int, x: torch.Tensor) -> torch.Tensor:

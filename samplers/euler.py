@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import FlowSolver, euler_schedule
+from .schedules import FlowSolver, Schedule, euler_schedule
 
 
 class EulerSolver(FlowSolver):
@@ -12,8 +12,8 @@ class EulerSolver(FlowSolver):
 
     name = "euler"
 
-    def __init__(self, steps: int = 50, shift: float = 5.0):
-        super().__init__(euler_schedule(steps, shift))
+    def __init__(self, steps: int = 50, shift: float = 5.0, schedule: Schedule | None = None):
+        super().__init__(schedule if schedule is not None else euler_schedule(steps, shift))
 
     def _advance(self, velocity: torch.Tensor, i: int, x: torch.Tensor) -> torch.Tensor:
         return x + (self.sigma(i + 1) - self.sigma(i)) * velocity

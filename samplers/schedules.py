@@ -138,3 +138,48 @@ class FlowSolver:
 
     def _advance(self, velocity: torch.Tensor, i: int, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+
+# The integer-timestep schedules. Euler needs none: its reference calls the model at sigma·1000 in float32, which
+# is what any table gives.
+_SCHEDULES = {"unipc": unipc_schedule, "dpm++": dpmpp_schedule}
+_SOLVER_NAMES = ("unipc", "dpm++", "euler")
+
+
+def _shift_candidates(name: str, sigmas: torch.Tensor) -> list[float]:
+    steps = sigmas.shape[0] - 1
+    unshifted_table = _SCHEDULES[name](steps, 1.0).sigmas.double()
+    # the sigma nearest 1/2 before shifting pins the shift down best (near 1 or 0 the inversion is ill-conditioned)
+    index = int((unshifted_table[:-1] - 0.5).abs().argmin())
+    unshifted = unshifted_table[index].item()
+    if unshifted >= 1.0:
+        return [1.0]  # one step from sigma 1: every shift gives the same table
+    sigma = sigmas.double()[index].item()
+    if not (0.0 < unshifted < 1.0 and 0.0 < sigma < 1.0):
+        return []
+    shift = sigma * (1.0 - unshifted) / (unshifted * (1.0 - sigma))  # inverts shift_sigmas at that point
+    # the shifts people type (5, 7.5, 3.25) first; the raw estimate can miss the float32 table by one ulp
+    return [round(shift, 2), round(shift, 4), round(shift, 6), shift]
+
+
+def schedule_for_sigmas(name: str, sigmas: torch.Tensor) -> tuple[Schedule, bool]:
+    """The schedule `name` steps through for a sigma table handed in from outside (a ComfyUI SIGMAS).
+
+    For UniPC and DPM++: when `sigmas` is exactly (float32) the table the solver builds for some shift, that
+    schedule comes back with the reference's own timesteps (the model is called at truncated integer timesteps)
+    and True. Any other table (a core scheduler's, a split one), and every Euler table, is stepped as given with
+    the model called at sigma·1000, and False.
+    """
+    if name not in _SOLVER_NAMES:
+        raise InputValueError(f"solver: got {name!r}, expected one of {', '.join(repr(n) for n in _SOLVER_NAMES)}")
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or sigmas.shape[0] < 2:
+        shape = tuple(sigmas.shape) if isinstance(sigmas, torch.Tensor) else type(sigmas).__name__
+        raise InputShapeError(f"{name} solver: sigmas {shape}, expected a 1-D table of at least 2 values")
+    table = sigmas.detach().float().cpu()
+    build = _SCHEDULES.get(name)
+    for shift in _shift_candidates(name, table) if build is not None else []:
+        if shift > 0 and math.isfinite(shift):
+            schedule = build(table.shape[0] - 1, shift)
+            if torch.equal(schedule.sigmas, table):
+                return schedule, True
+    return Schedule(timesteps=table[:-1] * NUM_TRAIN_TIMESTEPS, sigmas=table), False

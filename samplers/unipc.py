@@ -14,15 +14,15 @@ import math
 
 import torch
 
-from .schedules import FlowSolver, log_snr, unipc_schedule
+from .schedules import FlowSolver, Schedule, log_snr, unipc_schedule
 
 
 class UniPCSolver(FlowSolver):
     name = "unipc"
     max_order = 2
 
-    def __init__(self, steps: int = 50, shift: float = 5.0):
-        super().__init__(unipc_schedule(steps, shift))
+    def __init__(self, steps: int = 50, shift: float = 5.0, schedule: Schedule | None = None):
+        super().__init__(schedule if schedule is not None else unipc_schedule(steps, shift))
         self._x0_history: list[torch.Tensor] = []  # the last max_order x0 predictions, oldest first
         self._previous_sample: torch.Tensor | None = None  # the (corrected) sample the last predictor started from
         self._previous_order = 0

@@ -79,14 +79,16 @@ class Setup:
         core = self.lat.to_core_latent(latent, self.layout)
         samples = comfy.sample.fix_empty_latent_channels(patcher, core["samples"])
         noise = (noise or self.g.JointAVNoise(seed)).generate_noise(core)
-        sigmas = self.g.reference_sigmas("euler", steps, 5.0) if sigmas is None else sigmas
-        out = guider.sample(noise, samples, comfy.samplers.sampler_object(sampler), sigmas,
+        if sigmas is None:
+            sigmas = self.g.reference_sigmas(getattr(sampler, "jointav_solver", "euler"), steps, 5.0)
+        sampler = comfy.samplers.sampler_object(sampler) if isinstance(sampler, str) else sampler
+        out = guider.sample(noise, samples, sampler, sigmas,
                             denoise_mask=core.get("noise_mask"), callback=None, disable_pbar=True, seed=seed)
         return self.layout.unpack(out)
 
-    def reference(self, conds, latent, seed, steps, joint=None, skip_layer="default"):
+    def reference(self, conds, latent, seed, steps, joint=None, skip_layer="default", solver="euler"):
         out = self.api.sample(joint or self.joint, self.conditioning(*conds), latent, seed=seed, steps=steps,
-                              solver="euler", shift=5.0, video_guidance=4.0, audio_guidance=3.0, skip_layer=skip_layer)
+                              solver=solver, shift=5.0, video_guidance=4.0, audio_guidance=3.0, skip_layer=skip_layer)
         return out.video, out.audio
 
 
@@ -151,6 +153,39 @@ def check_parity_first_frame(steps: int = 24) -> dict:
         rows.append({"seed": seed, "video": maxdiff(v, ref_v), "audio": maxdiff(a, ref_a),
                      "first_frame_held": maxdiff(v[:, :, :1], first), "reference_first_frame": maxdiff(ref_v[:, :, :1], first)})
     return {"rows": rows}
+
+
+def check_solvers(steps: int = 24) -> dict:
+    """JointAV Solver (Ovi's UniPC / DPM++ / Euler as a core SAMPLER) + JointAV Scheduler's sigmas on the core path
+    vs the JointAV Sampler's library loop with the same solver; plus core's own uni_pc on the same sigmas."""
+    import comfy.samplers
+
+    solvers = pack("comfy_native.solvers")
+    s = Setup()
+    rows = []
+    for (seed, prompt, duration), first_frame in zip(CASES, (False, True, False)):
+        conds = s.prompts(prompt)
+        latent = s.api.empty_latent(s.joint, duration, 64, 64)
+        if first_frame:  # image-to-AV: frame 0 held (noise_mask on the core path, keep mask in the library)
+            import torch
+            first = torch.randn(1, latent.video.shape[1], 1, *latent.video.shape[3:],
+                                generator=torch.Generator().manual_seed(9))
+            latent.conditionings.append(pack("samplers").FirstFrame(first))
+        for name in ("unipc", "dpm++", "euler"):
+            sampler = solvers.jointav_sampler(name)
+            sampler.jointav_solver = name
+            v, a = s.core_sample(s.patcher, conds, latent, seed, steps, sampler=sampler)
+            ref_v, ref_a = s.reference(conds, latent, seed, steps, solver=name)
+            rows.append({"seed": seed, "solver": name, "first_frame": first_frame, "video": maxdiff(v, ref_v),
+                         "audio": maxdiff(a, ref_a), "magnitude": float(ref_v.abs().max())})
+    seed, prompt, duration = CASES[0]
+    conds = s.prompts(prompt)
+    latent = s.api.empty_latent(s.joint, duration, 64, 64)
+    ref_v, ref_a = s.reference(conds, latent, seed, steps, solver="unipc")
+    core_v, core_a = s.core_sample(s.patcher, conds, latent, seed, steps, sampler=comfy.samplers.sampler_object("uni_pc_bh2"),
+                                   sigmas=s.g.reference_sigmas("unipc", steps, 5.0))
+    return {"steps": steps, "rows": rows,
+            "core_uni_pc_bh2": {"video": maxdiff(core_v, ref_v), "audio": maxdiff(core_a, ref_a)}}
 
 
 def check_samplers() -> dict:

@@ -43,6 +43,7 @@ EXPECTED = {
                        "skip_layer"], [], ["GUIDER"]),
     "JointAVNoise": (["noise_seed", "device"], [], ["NOISE"]),
     "JointAVScheduler": (["solver", "steps", "shift"], [], ["SIGMAS"]),
+    "JointAVSolver": (["solver"], [], ["SAMPLER"]),
     "JointAVPromptMarkup": (["video_prompt", "speech_lines", "audio_description", "style"], [], ["STRING"]),
     "JointAVToCoreLatent": (["model", "latent"], [], ["LATENT"]),
 }

@@ -107,6 +107,35 @@ def test_integer_timesteps_for_unipc_and_dpmpp_float_for_euler():
     assert make_solver("euler", 10, 5.0).timesteps.dtype == torch.float32
 
 
+@pytest.mark.parametrize("name", ["unipc", "dpm++"])
+def test_a_handed_in_reference_table_gets_the_reference_timesteps(name):
+    # a ComfyUI SIGMAS carries only float32 sigmas; the integer timesteps the model must see come back from them
+    from jointav.samplers.schedules import schedule_for_sigmas
+
+    for steps in (1, 2, 9, 24, 50, 121):
+        for shift in (1.0, 3.0, 5.0, 7.5, 12.0):
+            reference = make_solver(name, steps, shift)
+            schedule, recognised = schedule_for_sigmas(name, reference.sigmas.clone())
+            assert recognised, (steps, shift)
+            assert torch.equal(schedule.timesteps, reference.timesteps) and torch.equal(schedule.sigmas, reference.sigmas)
+
+
+def test_any_other_table_is_stepped_as_given_at_sigma_times_1000():
+    from jointav.samplers.schedules import schedule_for_sigmas
+
+    table = torch.tensor([1.0, 0.8, 0.45, 0.3, 0.1, 0.0])  # not a shifted linspace: no table the reference builds
+    for name in ("unipc", "dpm++", "euler"):
+        schedule, recognised = schedule_for_sigmas(name, table)
+        assert not recognised
+        assert torch.equal(schedule.sigmas, table) and torch.equal(schedule.timesteps, table[:-1] * 1000)
+    euler = make_solver("euler", 24, 5.0)  # Euler's reference timesteps are sigma * 1000 already
+    assert torch.equal(schedule_for_sigmas("euler", euler.sigmas)[0].timesteps, euler.timesteps)
+    with pytest.raises(InputValueError, match="solver: got 'heun'"):
+        schedule_for_sigmas("heun", table)
+    with pytest.raises(InputShapeError, match=r"unipc solver: sigmas \(1,\)"):
+        schedule_for_sigmas("unipc", torch.ones(1))
+
+
 def test_solver_keeps_the_sample_dtype():
     solver = make_solver("unipc", 4, 5.0)
     x = torch.randn(2, 3, dtype=torch.bfloat16)
