@@ -67,8 +67,11 @@ class JointAVGuider(comfy.samplers.CFGGuider):
     def stream_scales(self, x) -> torch.Tensor | list:
         if is_nested(x):
             return [self.video_scale, self.audio_scale]
-        mask = self.layout.stream_mask(tuple(x.shape), device=x.device).to(x.dtype)
-        return self.audio_scale + (self.video_scale - self.audio_scale) * mask
+        key = (tuple(x.shape), x.device, x.dtype)
+        if getattr(self, "_scales_key", None) != key:  # one table per run: the shape holds for every step
+            mask = self.layout.stream_mask(key[0], device=x.device).to(x.dtype)
+            self._scales, self._scales_key = self.audio_scale + (self.video_scale - self.audio_scale) * mask, key
+        return self._scales
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
         positive, negative = self.conds.get("positive"), self.conds.get("negative")

@@ -80,10 +80,12 @@ def load_for_node(path: str | None, *, weight_dtype: str, attention_backend: str
                   family: str):
     """(JointModel for today's JointAV nodes, core MODEL, core CLIP or None) for JointAV Load Model.
 
-    Ovi files: one copy of the weights, core-managed; the JointModel's DiT is the MODEL's (its `native` field
-    lets the JointAV Sampler ask core to load it first). The embedded default (or a JointAV bundle): the
-    library's model for today's nodes and a core-managed copy with its text encoder as a CLIP (both tiny).
+    One copy of the weights, core-managed: the JointModel's DiT is the MODEL's, and its `native` field is the
+    MODEL, through which the JointAV Sampler samples (comfy_native/shortcut.py). The embedded default (or a
+    JointAV bundle) also gives its text encoder as a CLIP. With block swap (offload cpu / blocks N) the
+    JointModel keeps the library's own copy and sampler, and the MODEL is a second, core-managed copy.
     """
+    from dataclasses import replace
     from pathlib import Path
 
     from ..models.attention import resolve_backend
@@ -92,17 +94,23 @@ def load_for_node(path: str | None, *, weight_dtype: str, attention_backend: str
     from ..pipeline.specs import spec_for_file
     from ..pipeline.types import JointModel
 
+    def shared_dit(patcher):
+        dit = patcher.model.diffusion_model.dit
+        if attention_backend != "auto":  # an explicit kernel for every sampler; auto keeps core's choice
+            dit.attention = None
+            dit.attention_backend = resolve_backend(attention_backend, device)
+        return dit
+
     if path is None or is_bundle(path):
         joint = pipeline.load_joint_model(path, weight_dtype=weight_dtype, attention_backend=attention_backend,
                                           device=device, offload=offload, family=family)
         patcher, clip = load_default(default_parts() if path is None else load_bundle(path))
+        if joint.offload == "none":  # one copy, core-managed; block swap keeps the library's own copy
+            joint = replace(joint, dit=shared_dit(patcher), native=patcher)
         return joint, patcher, clip
     check_fusion_file(path)
     spec = spec_for_file(path, family)
     patcher = load_ovi_file(path, weight_dtype, spec)
-    dit = patcher.model.diffusion_model.dit
-    if attention_backend != "auto":  # an explicit kernel for the library's sampler; auto keeps core's choice
-        dit.attention = None
-        dit.attention_backend = resolve_backend(attention_backend, device)
-    joint = JointModel(dit=dit, spec=spec, name=Path(path).name, source=str(path), device=device, native=patcher)
+    joint = JointModel(dit=shared_dit(patcher), spec=spec, name=Path(path).name, source=str(path), device=device,
+                       native=patcher)
     return joint, patcher, None

@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import comfy.conds
 import comfy.latent_formats
+import comfy.model_management
 import comfy.model_base
 import comfy.patcher_extension
 import comfy.supported_models_base
@@ -81,9 +82,16 @@ class JointAVDiffusionModel(nn.Module):
                 video_clean, audio_clean = self.layout.keep_masks(denoise_mask, tuple(x.shape))
         if video.dtype.itemsize >= 2:
             self.dit.compute_dtype = video.dtype  # core hands x in the compute dtype it chose (manual cast or not)
-        video_out, audio_out = self.dit(
-            video, audio, timestep, context, context if audio_context is None else audio_context,
-            video_clean=video_clean, audio_clean=audio_clean, skip_layer=skip_layer)
+        # a stop request (/interrupt) lands between blocks, not after a whole forward, unless a caller set its own
+        own_check = self.dit.block_check
+        if own_check is None:
+            self.dit.block_check = comfy.model_management.throw_exception_if_processing_interrupted
+        try:
+            video_out, audio_out = self.dit(
+                video, audio, timestep, context, context if audio_context is None else audio_context,
+                video_clean=video_clean, audio_clean=audio_clean, skip_layer=skip_layer)
+        finally:
+            self.dit.block_check = own_check
         if nested:
             return [video_out, audio_out]
         return self.layout.pack(video_out, audio_out)

@@ -33,6 +33,8 @@ def node_errors(node: str, inputs: dict[str, object] | None = None) -> Iterator[
         text = _text(exc)
         named = [name for name, value in (inputs or {}).items() if value is not None and str(value) in text]
         where = f" (input {', '.join(named)})" if named else ""
+        if text.startswith(f"{node}:") and not where:  # already named (e.g. by a native-path helper)
+            raise
         message = f"{node}{where}: {text}"
         try:
             wrapped = type(exc)(message)

@@ -1,9 +1,14 @@
-"""Sampler: the joint flow-matching loop with separate video and audio guidance and skip-layer guidance."""
+"""Sampler: the joint flow-matching loop with separate video and audio guidance and skip-layer guidance.
+
+Inside ComfyUI it is a shortcut over the native path (comfy_native/shortcut.py): same inputs and clip, run by
+core's guider and sampling on the model's core MODEL; the library loop remains for block swap and cameo
+reference tokens (see `library_reason`)."""
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_native.shortcut import library_reason, sample_through_core
 from ..errors import GenerationInterrupted
 from ..pipeline import api as pipeline
 from .device import (StepProgress, interrupted_exception, load_native, make_room, raise_if_interrupted,
@@ -53,6 +58,13 @@ class Sampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, conditioning, latent, seed: int, steps: int, solver: str, shift: float,
                 video_guidance: float, audio_guidance: float, skip_layer: int) -> io.NodeOutput:
+        if library_reason(model, latent) is None:  # the native path: core's guider, noise, solver and management
+            with node_errors(cls.NAME):
+                sampled = sample_through_core(model, conditioning, latent, seed=seed, steps=steps, solver=solver,
+                                              shift=shift, video_guidance=video_guidance,
+                                              audio_guidance=audio_guidance, skip_layer=skip_layer,
+                                              progress=StepProgress(steps))
+            return io.NodeOutput(sampled)
         if model.offload == "cpu":
             make_room(weight_bytes(model.dit), model.device)  # the weights move to the GPU for the loop
         if model.native is not None:  # weights managed by core (an Ovi file): core places them for the loop

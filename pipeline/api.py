@@ -329,13 +329,9 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                 hold_mode=hold_mode)
     finally:
         dit.block_check = None
-    # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
-    provenance = {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
-                  "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
-                              "audio_guidance": audio_guidance, "skip_layer": skip_layer,
-                              "video_negative": conditioning.video_negative_prompt,
-                              "audio_negative": conditioning.audio_negative_prompt,
-                              **({"hold_mode": hold_mode} if hold_mode != "clean" else {})}}
+    provenance = sampling_provenance(model, conditioning, latent, seed=seed, solver=solver, steps=steps, shift=shift,
+                                     video_guidance=video_guidance, audio_guidance=audio_guidance,
+                                     skip_layer=skip_layer, hold_mode=hold_mode)
     if step_cache is not None:
         provenance["sampler"]["step_cache"] = {"threshold": step_cache.threshold, "skipped": step_cache.skipped,
                                                "computed": step_cache.computed}
@@ -343,6 +339,19 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
                        audio_sample_rate=latent.audio_sample_rate,
                        audio_samples_per_latent=latent.audio_samples_per_latent,
                        conditionings=list(latent.conditionings), sampled=True, provenance=provenance)
+
+
+def sampling_provenance(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int,
+                        solver: str, steps: int, shift: float, video_guidance: float, audio_guidance: float,
+                        skip_layer: int | None, hold_mode: str = "clean") -> dict:
+    """The latent's provenance plus what sampling made the clip with (JointAV Save Video's manifest reads it)."""
+    # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
+    return {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
+            "sampler": {"solver": solver, "steps": steps, "shift": shift, "video_guidance": video_guidance,
+                        "audio_guidance": audio_guidance, "skip_layer": skip_layer,
+                        "video_negative": conditioning.video_negative_prompt,
+                        "audio_negative": conditioning.audio_negative_prompt,
+                        **({"hold_mode": hold_mode} if hold_mode != "clean" else {})}}
 
 
 def _block_check(cancel) -> Callable[[], None] | None:

@@ -18,6 +18,7 @@ strictly with F, so exactly one F fits. Plain PyTorch: no ComfyUI import.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -46,6 +47,9 @@ class PackedLayout:
 
     def split(self, packed_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """(video frames F, audio length L, audio frames Fa) of a packed `[B, Cv, F + Fa, H, W]` shape."""
+        return _split(self, tuple(packed_shape))
+
+    def _split(self, packed_shape: tuple[int, ...]) -> tuple[int, int, int]:
         if len(packed_shape) != 5 or packed_shape[1] != self.video_channels:
             raise InputShapeError(f"joint latent: shape {tuple(packed_shape)}, expected a packed {LAYOUT_NAME} latent "
                                   f"[B, {self.video_channels}, F + Fa, H, W]")
@@ -115,3 +119,9 @@ class PackedLayout:
         audio_clean = audio.amax(dim=2) <= 0
         return (video_clean if bool(video_clean.any()) else None,
                 audio_clean if bool(audio_clean.any()) else None)
+
+
+@functools.lru_cache(maxsize=256)
+def _split(layout: PackedLayout, packed_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    # every forward and guidance step asks again for the same few shapes; the search is pure Python
+    return layout._split(packed_shape)

@@ -188,6 +188,44 @@ def check_solvers(steps: int = 24) -> dict:
             "core_uni_pc_bh2": {"video": maxdiff(core_v, ref_v), "audio": maxdiff(core_a, ref_a)}}
 
 
+def check_sampler_node_shortcut(steps: int = 12) -> dict:
+    """Today's JointAV Sampler node (JointAV Load Model -> Encode Prompt -> Empty Latent -> Sampler): it runs
+    through core's guider.sample on the model's core MODEL, and its clip is the library loop's on the same model;
+    with block swap it stays on the library loop."""
+    import comfy.samplers
+
+    loaders, prompt, latents, sampler_node = (pack(f"nodes.{m}") for m in ("loaders", "prompt", "latents", "sampler"))
+    calls = {"core": 0}
+    original = comfy.samplers.CFGGuider.sample
+
+    def counting(self, *args, **kwargs):
+        calls["core"] += 1
+        return original(self, *args, **kwargs)
+
+    comfy.samplers.CFGGuider.sample = counting
+    out = {}
+    try:
+        for offload in ("none", "blocks 1"):
+            model, core_model, _ = loaders.LoadModel.execute(loaders.EMBEDDED, "auto",
+                                                             "auto", offload, "auto").result
+            conditioning = prompt.EncodePrompt.execute(model, CASES[0][1], "", "", "blur, jitter",
+                                                       "robotic, muffled").result[0]
+            latent = latents.EmptyLatent.execute(model, "1s", 64, 64, 1).result[0]
+            for solver in ("unipc", "euler") if offload == "none" else ("unipc",):
+                calls["core"] = 0
+                node = sampler_node.Sampler.execute(model, conditioning, latent, 3, steps, solver, 5.0, 4.0, 3.0,
+                                                    -1).result[0]
+                library = pack("pipeline.api").sample(model, conditioning, latent, seed=3, steps=steps, solver=solver,
+                                                      shift=5.0, video_guidance=4.0, audio_guidance=3.0)
+                out[f"{offload}/{solver}"] = {
+                    "core_runs": calls["core"], "shared_weights": model.native is core_model if offload == "none" else None,
+                    "video": maxdiff(node.video, library.video), "audio": maxdiff(node.audio, library.audio),
+                    "provenance_equal": node.provenance == library.provenance, "sampled": node.sampled}
+    finally:
+        comfy.samplers.CFGGuider.sample = original
+    return out
+
+
 def check_samplers() -> dict:
     """Other core samplers and BasicScheduler run on the joint latent (finite, the right shapes)."""
     import comfy.samplers
@@ -548,24 +586,32 @@ def check_nested_forward() -> dict:
     return {"video_equal": bool(torch.equal(pv, nested[0])), "audio_equal": bool(torch.equal(pa, nested[1]))}
 
 
-def check_bench(steps: int = 6, repeats: int = 3) -> dict:
-    """DiT step time, core path vs JointAV Sampler, same model, input and seed, interleaved runs in one process."""
+def check_bench(steps: int = 12, repeats: int = 4) -> dict:
+    """DiT step time, core path (JointAV Guider + Noise + Solver through core's sampling: what the JointAV Sampler
+    node runs) vs the library loop (what the node ran before, and the CLI runs), same model, input and seed,
+    interleaved runs in one process; at the default model's default size and at its largest."""
     s = Setup()
-    seed, prompt, duration = CASES[1]
+    solvers = pack("comfy_native.solvers")
+    seed, prompt, _ = CASES[1]
     conds = s.prompts(prompt)
-    latent = s.api.empty_latent(s.joint, duration, 64, 64)
-    s.reference(conds, latent, seed, 2)
-    s.core_sample(s.patcher, conds, latent, seed, 2)  # warm both
-    ref_t, core_t = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        s.reference(conds, latent, seed, steps)
-        ref_t.append((time.perf_counter() - t0) / steps)
-        t0 = time.perf_counter()
-        s.core_sample(s.patcher, conds, latent, seed, steps)
-        core_t.append((time.perf_counter() - t0) / steps)
-    return {"steps": steps, "repeats": repeats, "jointav_sampler_step_s": min(ref_t), "core_path_step_s": min(core_t),
-            "ratio_core_over_sampler": min(core_t) / min(ref_t)}
+    rows = []
+    for duration, size in (("2s", 64), ("3s", 128)):
+        latent = s.api.empty_latent(s.joint, duration, size, size)
+        sampler = solvers.jointav_sampler("unipc")
+        sampler.jointav_solver = "unipc"
+        s.reference(conds, latent, seed, 2, solver="unipc")
+        s.core_sample(s.patcher, conds, latent, seed, 2, sampler=sampler)  # warm both
+        ref_t, core_t = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            s.reference(conds, latent, seed, steps, solver="unipc")
+            ref_t.append((time.perf_counter() - t0) / steps)
+            t0 = time.perf_counter()
+            s.core_sample(s.patcher, conds, latent, seed, steps, sampler=sampler)
+            core_t.append((time.perf_counter() - t0) / steps)
+        rows.append({"duration": duration, "size": size, "library_step_s": min(ref_t), "core_path_step_s": min(core_t),
+                     "ratio_core_over_library": min(core_t) / min(ref_t)})
+    return {"steps": steps, "repeats": repeats, "rows": rows}
 
 
 CHECKS = {name[len("check_"):]: fn for name, fn in globals().items() if name.startswith("check_")}
