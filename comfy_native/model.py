@@ -60,11 +60,16 @@ class JointAVDiffusionModel(nn.Module):
     def forward(self, x, timestep, context, control=None, transformer_options={}, audio_context=None,
                 skip_layer=None, denoise_mask=None, **kwargs):
         # Core's DIFFUSION_MODEL wrappers (EasyCache, ...) run around the DiT call, as in core's own DiTs.
-        return comfy.patcher_extension.WrapperExecutor.new_class_executor(
-            self._forward, self,
-            comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
-                                                     transformer_options),
-        ).execute(x, timestep, context, audio_context, skip_layer, denoise_mask, transformer_options, **kwargs)
+        wrappers = comfy.patcher_extension.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL,
+                                                            transformer_options)
+        if wrappers and isinstance(x, torch.Tensor):
+            # A wrapper may write into its input: EasyCache answers a skipped step with `x += cached diff`. When
+            # no dtype cast stood between (an fp32 model, as on a CPU), x is the very tensor core's
+            # calculate_denoised reads after this call, so it would see x + diff as the input and the step would
+            # be wrong by the whole diff. The wrappers get their own copy of x.
+            x = x.clone()
+        return comfy.patcher_extension.WrapperExecutor.new_class_executor(self._forward, self, wrappers).execute(
+            x, timestep, context, audio_context, skip_layer, denoise_mask, transformer_options, **kwargs)
 
     def _forward(self, x, timestep, context, audio_context, skip_layer, denoise_mask, transformer_options={},
                  **kwargs):

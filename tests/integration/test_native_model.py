@@ -117,15 +117,42 @@ def test_model_management_lists_unloads_and_partially_loads(comfy_python):
 
 
 def test_easycache_skips_dit_forwards(comfy_python):
-    """Core EasyCache attaches to our MODEL and skips DiT forwards at every threshold tried; the clip's mean
-    relative L1 change is printed per threshold. NOT asserted close: on the tiny default model (24 steps, an 8x8
-    latent that EasyCache's 8x subsampling reduces to one pixel a frame) it moves the clip by 0.6-1.0 relative
-    L1 even at threshold 0.1; how close it stays on Ovi weights is unmeasured here."""
+    """Core EasyCache on our MODEL (embedded default, 64x64, 24 Euler steps, three prompts and seeds): at its
+    thresholds 0.1 and 0.2 (0.2 is the node's default) at least 15% of the DiT forwards are skipped (measured
+    33-46%) and the final joint latent stays close to the uncached clip of the same seed: mean relative L1 of the
+    video half <= 0.12 at 0.1 and <= 0.18 at 0.2 (measured <= 0.075 and <= 0.112), of the audio half <= 0.06 and
+    <= 0.08 (measured <= 0.028 and <= 0.035), and under a third of what another seed moves it (0.49-0.60 video).
+    A DIFFUSION_MODEL wrapper writing into its input (EasyCache adds its cached diff to x in place on a skipped
+    step) leaves the clip bit for bit as it is: before our forward gave the wrappers their own copy of x, core's
+    calculate_denoised read the written x back on an fp32 model and the clip moved by 0.2-1.0. The table also
+    shows the same forward budget spent on a shorter schedule: on this small model that is as close or closer."""
     result = run_check(comfy_python, "easycache")
-    assert result["forwards_plain"] == 2 * result["steps"]
-    for row in result["cached"]:
-        assert row["forwards"] < result["forwards_plain"], row
-        assert row["video_rel_l1"] > 0, row  # the cached outputs are really used
+    print(f"{'seed':>4} {'threshold':>9} {'forwards':>9} {'video L1':>9} {'audio L1':>9} | shorter schedule: "
+          f"{'steps':>5} {'video L1':>9} {'audio L1':>9}")
+    for case in result["cases"]:
+        for row in case["cached"]:
+            short = row["shorter_schedule"]
+            print(f"{case['seed']:>4} {row['reuse_threshold']:>9} {row['forwards']:>4}/{case['forwards_plain']:<4} "
+                  f"{row['video_rel_l1']:>9.4f} {row['audio_rel_l1']:>9.4f} | {'':>17}{short['steps']:>5} "
+                  f"{short['video_rel_l1']:>9.4f} {short['audio_rel_l1']:>9.4f}")
+        print(f"{case['seed']:>4} other seed: video {case['other_seed']['video_rel_l1']:.4f} "
+              f"audio {case['other_seed']['audio_rel_l1']:.4f}")
+    assert result["input_survives_writing_wrapper"], result
+    bounds = {0.1: (0.12, 0.06), 0.2: (0.18, 0.08)}  # threshold: (video, audio) mean relative L1
+    for case in result["cases"]:
+        plain = case["forwards_plain"]
+        assert plain == 2 * result["steps"], case  # a positive and a negative forward a step
+        forwards = [row["forwards"] for row in case["cached"]]
+        assert forwards == sorted(forwards, reverse=True), case  # a looser threshold never runs more
+        for row in case["cached"]:
+            if row["reuse_threshold"] not in bounds:
+                continue
+            video_bound, audio_bound = bounds[row["reuse_threshold"]]
+            assert row["forwards"] <= 0.85 * plain, (case["seed"], row)
+            assert 0 < row["video_rel_l1"] <= video_bound, (case["seed"], row)  # > 0: cached outputs are used
+            assert row["audio_rel_l1"] <= audio_bound, (case["seed"], row)
+            assert row["video_rel_l1"] < case["other_seed"]["video_rel_l1"] / 3, (case["seed"], row)
+            assert row["audio_rel_l1"] < case["other_seed"]["audio_rel_l1"] / 3, (case["seed"], row)
 
 
 def test_torch_compile_model_on_cpu(comfy_python):
