@@ -60,4 +60,11 @@ def provenance_from_workflow(workflow: dict | None) -> dict:
                 value = node.get("inputs", {}).get(key)
                 if isinstance(value, (int, float, str)):
                     sampler[key] = value
-    return {"model": model, "prompt": prompt or "", "seed": seed, "sampler": sampler, "workflow": workflow}
+    return {"model": model, "prompt": prompt or "", "seed": seed, "sampler": sampler, "workflow": _as_posted(workflow)}
+
+
+def _as_posted(workflow: dict) -> dict:
+    """The graph as posted: each node's class, inputs and title, without what ComfyUI adds while running it (its
+    `is_changed` entry holds a node's fingerprint, NaN for nodes re-run every time, which JSON cannot hold)."""
+    return {key: {k: node[k] for k in ("class_type", "inputs", "_meta") if k in node} if isinstance(node, dict)
+            else node for key, node in workflow.items()}
