@@ -165,6 +165,35 @@ def check_cameo_refused() -> dict:
     return out
 
 
+def check_reference_forward() -> dict:
+    """The diffusion model hands reference tokens to the DiT on both core forms (packed on 0.3.x, [video, audio]
+    as newer core unpacks a NestedTensor) and through extra_conds from the conditioning keys; equal to the plain
+    DiT called with them, and different from a call without them."""
+    import torch
+
+    s = Setup()
+    model = s.patcher.model
+    dm = model.diffusion_model
+    g = torch.Generator().manual_seed(0)
+    video, audio = torch.randn(1, 16, 7, 8, 8, generator=g), torch.randn(1, 63, 20, generator=g)
+    ctx = torch.randn(1, 64, 64, generator=g)
+    v_ref, a_ref = torch.randn(1, 16, 2, 8, 8, generator=g), torch.randn(1, 30, 20, generator=g)
+    t = torch.tensor([700.0])
+    conds = model.extra_conds(cross_attn=ctx, jointav_video_reference=v_ref, jointav_audio_reference=a_ref)
+    with torch.no_grad():
+        packed = dm(dm.layout.pack(video, audio), t, ctx, video_reference=v_ref, audio_reference=a_ref)
+        nested = dm([video, audio], t, ctx, video_reference=v_ref, audio_reference=a_ref)
+        plain = dm.dit(video, audio, t, ctx, ctx, video_reference=v_ref, audio_reference=a_ref)
+        without = dm([video, audio], t, ctx)
+    pv, pa = dm.layout.unpack(packed)
+    return {"extra_conds": sorted(k for k in conds if k.endswith("_reference")),
+            "extra_conds_batch2": [list(conds[k].process_cond(2).cond.shape) for k in ("video_reference",
+                                                                                        "audio_reference")],
+            "packed_vs_nested": [maxdiff(pv, nested[0]), maxdiff(pa, nested[1])],
+            "nested_vs_plain_dit": [maxdiff(nested[0], plain[0]), maxdiff(nested[1], plain[1])],
+            "with_vs_without": [maxdiff(nested[0], without[0]), maxdiff(nested[1], without[1])]}
+
+
 CHECKS = {name[len("check_"):]: fn for name, fn in globals().items() if name.startswith("check_")}
 
 if __name__ == "__main__":

@@ -77,6 +77,14 @@ def test_native_cameo_refused_without_consent_before_any_work(comfy_python):
     assert result["latent_unchanged"] and result["positive_unchanged"]
 
 
+def test_reference_tokens_reach_the_dit_on_both_core_forms(comfy_python):
+    result = run_check(comfy_python, "reference_forward")
+    assert result["extra_conds"] == ["audio_reference", "video_reference"]
+    assert result["extra_conds_batch2"] == [[2, 16, 2, 8, 8], [2, 30, 20]]  # a batch of 1 repeated to the latent's
+    assert result["packed_vs_nested"] == [0.0, 0.0] and result["nested_vs_plain_dit"] == [0.0, 0.0]
+    assert min(result["with_vs_without"]) > 1e-3, result
+
+
 # ------------------------------------------------------------------------------------------ through /prompt
 
 @pytest.fixture(scope="module")

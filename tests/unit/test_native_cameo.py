@@ -220,3 +220,24 @@ def test_the_record_drops_comfyuis_run_time_fingerprints():
     assert record["workflow"] == {"21": {"class_type": "JointAVApplyCameoNative", "inputs": {"mode": "both"},
                                          "_meta": {"title": "cameo"}}}
     json.dumps(record, allow_nan=False)
+
+
+def test_the_nested_latent_of_newer_core_gets_the_same_cameo(model, decoders, layout, profile):
+    """ComfyUI 0.38+ form (a stand-in with NestedTensor's interface; not run against a real newer core)."""
+    from .test_packed_latent import StandInNestedTensor
+
+    _, profile = _grant(profile)
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    joint = api.image_to_av_latent(model, decoders, image, "1s", 64, 64)
+    packed, nested = to_core_latent(joint, layout), to_core_latent(joint, layout, StandInNestedTensor)
+    _, from_packed = apply_cameo_native(model, decoders, _conditioning(), packed, profile, mode="both",
+                                        consent_check=consent_check_for())
+    _, from_nested = apply_cameo_native(model, decoders, _conditioning(), nested, profile, mode="both",
+                                        consent_check=consent_check_for())
+    assert isinstance(from_nested["samples"], StandInNestedTensor)
+    video, audio = layout.unpack(from_packed["samples"])
+    assert torch.equal(from_nested["samples"].tensors[0], video) and torch.equal(from_nested["samples"].tensors[1], audio)
+    video_clean, audio_clean = layout.keep_masks(from_packed["noise_mask"], tuple(from_packed["samples"].shape))
+    v_mask, a_mask = from_nested["noise_mask"].tensors
+    assert torch.equal(v_mask.amax(dim=(1, 3, 4)) <= 0, video_clean) and audio_clean is None and bool(a_mask.min() > 0)
+    assert from_nested[PROVENANCE_KEY] == from_packed[PROVENANCE_KEY]
