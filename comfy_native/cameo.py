@@ -11,6 +11,7 @@ here imports ComfyUI.
 
 from __future__ import annotations
 
+from ..errors import InputValueError
 from ..pipeline.cameo import CameoUse, ConsentCheck, apply_cameo
 from ..pipeline.packed_latent import PackedLayout
 from ..pipeline.types import Decoders, JointLatent, JointModel
@@ -21,7 +22,7 @@ from .references import attach_references, references_of
 CAMEO_KEYS = ("cameo_profile_id", "consent_sha256", "cameo_operator", "cameo_mode")
 
 
-def _held_masks(latent: dict, layout: PackedLayout, video, audio):
+def _held_masks(latent: dict, layout: PackedLayout):
     """(video `[B, F]`, audio `[B, L]`) bool hold masks of the LATENT's noise_mask (None: nothing held)."""
     mask = latent.get("noise_mask")
     if mask is None:
@@ -36,23 +37,28 @@ def _held_masks(latent: dict, layout: PackedLayout, video, audio):
 def joint_latent_of(latent: dict, positive, node: str) -> JointLatent:
     """The JointLatent (unsampled) a joint LATENT and its positive CONDITIONING stand for."""
     layout = layout_from(latent, node)
+    missing = [k for k in ("frame_rate", "sample_rate") if k not in latent]
+    if missing:
+        raise InputValueError(f"{node}: latent lacks {', '.join(missing)}; expected a joint LATENT from a JointAV "
+                              f"latent node")
     video, audio = split_samples(latent, node)
     video, audio = video.float().cpu(), audio.float().cpu()
     items = []
-    video_clean, audio_clean = _held_masks(latent, layout, video, audio)
+    video_clean, audio_clean = _held_masks(latent, layout)
     if video_clean is not None or audio_clean is not None:
         items.append(KeepMask(video if video_clean is not None else None, video_clean,
                               audio if audio_clean is not None else None, audio_clean))
     provenance = dict(latent.get(PROVENANCE_KEY) or {})
     if provenance.get("cameo_profile_id"):
-        items.append(CameoUse(profile_id=provenance["cameo_profile_id"], consent_sha256=provenance.get("consent_sha256", ""),
+        items.append(CameoUse(profile_id=provenance["cameo_profile_id"],
+                              consent_sha256=provenance.get("consent_sha256", ""),
                               operator=provenance.get("cameo_operator", ""), mode=provenance.get("cameo_mode", ""),
                               record=provenance.get("cameo_record")))
     held = references_of(positive)
     if held is not None:
         items.append(held)
-    return JointLatent(video=video, audio=audio, fps=float(latent.get("frame_rate", 0.0)),
-                       audio_sample_rate=int(latent.get("sample_rate", 0)),
+    return JointLatent(video=video, audio=audio, fps=float(latent["frame_rate"]),
+                       audio_sample_rate=int(latent["sample_rate"]),
                        audio_samples_per_latent=int(latent.get("audio_samples_per_latent", 512)),
                        conditionings=items, provenance=provenance)
 

@@ -58,7 +58,8 @@ def native_sample(s: Setup, guider, latent: dict, seed: int, steps: int):
 
     samples = comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"])
     noise = s.g.JointAVNoise(seed).generate_noise(latent)
-    out = guider.sample(noise, samples, comfy.samplers.sampler_object("euler"), s.g.reference_sigmas("euler", steps, 5.0),
+    sigmas = s.g.reference_sigmas("euler", steps, 5.0)
+    out = guider.sample(noise, samples, comfy.samplers.sampler_object("euler"), sigmas,
                         denoise_mask=latent.get("noise_mask"), callback=None, disable_pbar=True, seed=seed)
     return s.layout.unpack(out)
 

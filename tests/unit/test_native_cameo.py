@@ -236,7 +236,8 @@ def test_the_nested_latent_of_newer_core_gets_the_same_cameo(model, decoders, la
                                         consent_check=consent_check_for())
     assert isinstance(from_nested["samples"], StandInNestedTensor)
     video, audio = layout.unpack(from_packed["samples"])
-    assert torch.equal(from_nested["samples"].tensors[0], video) and torch.equal(from_nested["samples"].tensors[1], audio)
+    nested_video, nested_audio = from_nested["samples"].tensors
+    assert torch.equal(nested_video, video) and torch.equal(nested_audio, audio)
     video_clean, audio_clean = layout.keep_masks(from_packed["noise_mask"], tuple(from_packed["samples"].shape))
     v_mask, a_mask = from_nested["noise_mask"].tensors
     assert torch.equal(v_mask.amax(dim=(1, 3, 4)) <= 0, video_clean) and audio_clean is None and bool(a_mask.min() > 0)
