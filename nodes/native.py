@@ -21,6 +21,7 @@ from ..comfy_native.guidance import JointAVGuider, JointAVNoise, reference_sigma
 from ..comfy_native.latents import nested_tensor_class, to_core_latent
 from ..comfy_native.loading import require_native
 from ..comfy_native.model import layout_for
+from ..errors import InputValueError
 from ..pipeline import api as pipeline
 from ..pipeline.cameo import MODE_CHOICES, REFERENCE_GUIDANCE
 from ..pipeline.types import JointModel
@@ -267,6 +268,12 @@ class ToCoreLatent(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent) -> io.NodeOutput:
         with node_errors(cls.NAME):
+            if any(hasattr(c, "reference_tokens") for c in getattr(latent, "conditionings", [])):
+                # a LATENT cannot hold them: the clip would lose the cameo's tokens but keep its consent record
+                raise InputValueError("latent: carries a cameo's reference tokens (JointAV Apply Cameo, mode "
+                                      "reference_tokens or both), which a LATENT cannot hold; on the native path "
+                                      "apply the cameo with JointAV Apply Cameo (native), which puts them on the "
+                                      "positive CONDITIONING")
             view = joint_model_view(model, cls.NAME)
             out = core_latent(latent, view)
         return io.NodeOutput(out)

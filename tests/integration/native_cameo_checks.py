@@ -160,6 +160,13 @@ def check_cameo_refused() -> dict:
         out["library"] = str(exc)
         out["library_type"] = type(exc).__name__
     vae_cls.encode_image, dm_cls._forward = encode, forward
+    # today's Apply Cameo with reference tokens, then JointAV To LATENT: refused, not silently dropped
+    with_tokens = cameo.apply_cameo(s.joint, decoders, empty, profile, mode="reference_tokens", consent_check=None)
+    try:
+        native.ToCoreLatent.execute(s.patcher, with_tokens)
+        out["to_latent_with_tokens"] = "accepted?!"
+    except Exception as exc:
+        out["to_latent_with_tokens"] = str(exc)
     out["latent_unchanged"] = all(bool((core_latent[k] == v).all()) for k, v in before.items()) and \
         "jointav_provenance" not in core_latent
     out["positive_unchanged"] = not any(k.startswith("jointav_") for k in conds[0][0][1])

@@ -75,6 +75,7 @@ def test_native_cameo_refused_without_consent_before_any_work(comfy_python):
     assert "refused (no consent record)" in result["native"]
     assert result["calls_after_native"] == {"encode": 0, "forward": 0}
     assert result["latent_unchanged"] and result["positive_unchanged"]
+    assert result["to_latent_with_tokens"].startswith("JointAV To LATENT: latent: carries a cameo's reference tokens")
 
 
 def test_reference_tokens_reach_the_dit_on_both_core_forms(comfy_python):
