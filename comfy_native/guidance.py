@@ -4,6 +4,9 @@ Guider: a `comfy.samplers.CFGGuider` (as core's dual-CFG guiders are). Per step 
 for both towers) and one negative pass (the video negative for the video tower, the audio negative for the
 audio tower, one block skipped: skip-layer guidance), always both and in separate forwards, as the reference;
 then neg + scale·(pos − neg) with the video scale on the video part and the audio scale on the audio part.
+A cameo's reference tokens ride on the positive conditioning (references.py); `reference_guidance` says whether
+the negative pass sees them too (off, as the library's ReferenceTokens(guided=False)) or runs without them (on:
+guidance also steers toward the cameo); auto is the model family's ModelSpec.reference_guidance.
 
 Noise: video and audio noise each from a fresh generator seeded with the seed (batch item b: seed + b), drawn
 on the model's device as the reference draws it (`samplers.initial_noise`), so with Euler and the reference's
@@ -17,9 +20,11 @@ import comfy.samplers
 import torch
 
 from ..errors import InputValueError
+from ..pipeline.cameo import reference_guidance_choice
 from ..samplers import initial_noise, make_solver
 from .latents import LAYOUT_KEY, is_nested, joint_samples, layout_from
 from .loading import require_native
+from .references import REFERENCE_KEYS
 
 
 def _first(conditioning, node: str, name: str):
@@ -44,14 +49,22 @@ def resolve_skip_layer(skip_layer: int, model, node: str) -> int | None:
     return skip_layer
 
 
+def resolve_reference_guidance(choice, model, node: str) -> bool:
+    """auto / on / off (or a bool) → whether the negative pass runs without the reference tokens."""
+    guided = choice if isinstance(choice, bool) else reference_guidance_choice(choice, f"{node}: reference_guidance")
+    return bool(model.jointav_spec.reference_guidance) if guided is None else guided
+
+
 class JointAVGuider(comfy.samplers.CFGGuider):
     NODE = "JointAV Guider"
 
-    def __init__(self, model_patcher, video_scale: float = 4.0, audio_scale: float = 3.0, skip_layer: int = -1):
+    def __init__(self, model_patcher, video_scale: float = 4.0, audio_scale: float = 3.0, skip_layer: int = -1,
+                 reference_guidance: str | bool = "auto"):
         model = require_native(model_patcher, self.NODE)
         super().__init__(model_patcher)
         self.video_scale, self.audio_scale = float(video_scale), float(audio_scale)
         self.skip_layer = resolve_skip_layer(int(skip_layer), model, self.NODE)
+        self.reference_guidance = resolve_reference_guidance(reference_guidance, model, self.NODE)
         self.layout = model.diffusion_model.layout
 
     def set_conds(self, positive, video_negative, audio_negative=None):
@@ -60,7 +73,13 @@ class JointAVGuider(comfy.samplers.CFGGuider):
             _first(positive, self.NODE, "positive")
         vneg = _first(video_negative, self.NODE, "video_negative")
         aneg = _first(audio_negative if audio_negative is not None else video_negative, self.NODE, "audio_negative")
-        neg = [[vneg[0], {**vneg[1], "jointav_audio_context": aneg[0], "jointav_pass": "negative",
+        # the negative pass sees the positive's reference tokens unless guidance is to steer toward them
+        held = next(({k: c[1][k] for k in REFERENCE_KEYS if c[1].get(k) is not None} for c in pos
+                     if any(c[1].get(k) is not None for k in REFERENCE_KEYS)), {})
+        options = {k: v for k, v in vneg[1].items() if k not in REFERENCE_KEYS}
+        if not self.reference_guidance:
+            options.update(held)
+        neg = [[vneg[0], {**options, "jointav_audio_context": aneg[0], "jointav_pass": "negative",
                           "jointav_skip_layer": self.skip_layer}]]
         self.inner_set_conds({"positive": pos, "negative": neg})
 

@@ -30,6 +30,7 @@ from ..pipeline.packed_latent import PackedLayout
 from ..pipeline.specs import FAMILIES, OVI_720_5S
 from ..pipeline.types import ModelSpec
 from .attention import optimized_attention
+from .references import AUDIO_REFERENCE_KEY, VIDEO_REFERENCE_KEY
 
 IMAGE_MODEL = "jointav_fusion"  # the unet_config value that selects this family among core's models
 
@@ -72,7 +73,7 @@ class JointAVDiffusionModel(nn.Module):
             x, timestep, context, audio_context, skip_layer, denoise_mask, transformer_options, **kwargs)
 
     def _forward(self, x, timestep, context, audio_context, skip_layer, denoise_mask, transformer_options={},
-                 **kwargs):
+                 video_reference=None, audio_reference=None, **kwargs):
         nested = isinstance(x, (list, tuple))
         if nested:  # newer core: [video, audio], already unpacked
             video, audio = x
@@ -94,7 +95,8 @@ class JointAVDiffusionModel(nn.Module):
         try:
             video_out, audio_out = self.dit(
                 video, audio, timestep, context, context if audio_context is None else audio_context,
-                video_clean=video_clean, audio_clean=audio_clean, skip_layer=skip_layer)
+                video_clean=video_clean, audio_clean=audio_clean, skip_layer=skip_layer,
+                video_reference=video_reference, audio_reference=audio_reference)
         finally:
             self.dit.block_check = own_check
         if nested:
@@ -120,7 +122,9 @@ class JointAVModel(comfy.model_base.BaseModel):
     Conditioning keys it reads (set by CLIP Text Encode and the JointAV Guider):
     cross_attn (video tower's text, and the audio tower's unless jointav_audio_context is set),
     jointav_audio_context, jointav_skip_layer (block skipped on this pass), jointav_pass ("positive" /
-    "negative": keeps the two passes in separate forwards, as the reference runs them).
+    "negative": keeps the two passes in separate forwards, as the reference runs them), jointav_video_reference /
+    jointav_audio_reference (a cameo's reference tokens, comfy_native/references.py; to the DiT as
+    video_reference / audio_reference).
     """
 
     def __init__(self, model_config, model_type=comfy.model_base.ModelType.FLOW, device=None):
@@ -142,6 +146,9 @@ class JointAVModel(comfy.model_base.BaseModel):
         for key, name in (("jointav_skip_layer", "skip_layer"), ("jointav_pass", "jointav_pass")):
             if kwargs.get(key, None) is not None:
                 out[name] = comfy.conds.CONDConstant(kwargs[key])
+        for key, name in ((VIDEO_REFERENCE_KEY, "video_reference"), (AUDIO_REFERENCE_KEY, "audio_reference")):
+            if kwargs.get(key, None) is not None:  # [1 or B, ...]: core repeats a batch of 1 to the latent's
+                out[name] = comfy.conds.CONDRegular(kwargs[key])
         denoise_mask = kwargs.get("denoise_mask", None)
         if denoise_mask is not None:
             out["denoise_mask"] = comfy.conds.CONDRegular(denoise_mask)

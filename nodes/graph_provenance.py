@@ -15,19 +15,29 @@ NOISES = ("JointAVNoise", "RandomNoise")
 MODEL_LOADERS = {"UNETLoader": "unet_name", "JointAVLoadModel": "model_name"}
 SAMPLER_SETTINGS = {"KSamplerSelect": ("sampler_name",), "BasicScheduler": ("scheduler", "steps", "denoise"),
                     "JointAVScheduler": ("solver", "steps", "shift"),
-                    "JointAVGuider": ("video_cfg", "audio_cfg", "skip_layer"), "ModelSamplingSD3": ("shift",)}
+                    "JointAVGuider": ("video_cfg", "audio_cfg", "skip_layer", "reference_guidance"),
+                    "ModelSamplingSD3": ("shift",)}
 
 
 def _nodes_of(workflow: dict, kinds) -> list[dict]:
     return [n for _, n in sorted(workflow.items()) if isinstance(n, dict) and n.get("class_type") in kinds]
 
 
-def _text_behind(workflow: dict, link: Any) -> str | None:
-    """The text of the CLIP Text Encode (or any node with a `text` widget) a CONDITIONING link comes from."""
-    if isinstance(link, list) and link and str(link[0]) in workflow:
-        text = workflow[str(link[0])].get("inputs", {}).get("text")
-        return text if isinstance(text, str) else None
-    return None
+# Conditioning inputs followed back through nodes that pass a CONDITIONING on (JointAV Apply Cameo (native), ...)
+PASSED_ON = ("positive", "conditioning")
+
+
+def _text_behind(workflow: dict, link: Any, depth: int = 8) -> str | None:
+    """The text of the CLIP Text Encode (or any node with a `text` widget) a CONDITIONING link comes from,
+    through nodes that hand a CONDITIONING on."""
+    if not (isinstance(link, list) and link and str(link[0]) in workflow) or depth <= 0:
+        return None
+    inputs = workflow[str(link[0])].get("inputs", {})
+    text = inputs.get("text")
+    if isinstance(text, str):
+        return text
+    return next((t for t in (_text_behind(workflow, inputs.get(k), depth - 1) for k in PASSED_ON) if t is not None),
+                None)
 
 
 def provenance_from_workflow(workflow: dict | None) -> dict:
@@ -50,4 +60,11 @@ def provenance_from_workflow(workflow: dict | None) -> dict:
                 value = node.get("inputs", {}).get(key)
                 if isinstance(value, (int, float, str)):
                     sampler[key] = value
-    return {"model": model, "prompt": prompt or "", "seed": seed, "sampler": sampler, "workflow": workflow}
+    return {"model": model, "prompt": prompt or "", "seed": seed, "sampler": sampler, "workflow": _as_posted(workflow)}
+
+
+def _as_posted(workflow: dict) -> dict:
+    """The graph as posted: each node's class, inputs and title, without what ComfyUI adds while running it (its
+    `is_changed` entry holds a node's fingerprint, NaN for nodes re-run every time, which JSON cannot hold)."""
+    return {key: {k: node[k] for k in ("class_type", "inputs", "_meta") if k in node} if isinstance(node, dict)
+            else node for key, node in workflow.items()}

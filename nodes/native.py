@@ -9,23 +9,28 @@ caching and compile nodes drive the fusion DiT.
     JointAV Solver: SAMPLER stepping as the reference's solvers (UniPC, DPM++, Euler)
     JointAV Prompt Markup: Ovi's prompt markup as a STRING for CLIP Text Encode
     JointAV To LATENT: a JOINTAV_LATENT (today's sampler) as a joint LATENT
+    JointAV Apply Cameo (native): a consenting person's likeness and voice on the positive CONDITIONING and LATENT
 """
 
 from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..cameo.consent_gate import consent_check_for
+from ..comfy_native.cameo import apply_cameo_native
 from ..comfy_native.guidance import JointAVGuider, JointAVNoise, reference_sigmas
 from ..comfy_native.latents import nested_tensor_class, to_core_latent
 from ..comfy_native.loading import require_native
 from ..comfy_native.model import layout_for
 from ..comfy_native.solvers import jointav_sampler
+from ..errors import InputValueError
 from ..pipeline import api as pipeline
+from ..pipeline.cameo import MODE_CHOICES, REFERENCE_GUIDANCE
 from ..pipeline.types import JointModel
 from ..text.ovi_prompt import AudioCaptionStyle, compose_prompt
 from .failures import node_errors
 from .latents import DURATION_TIP, DURATIONS, MAX_SIZE, SIZE_STEP, SIZE_TIP, size_rules
-from .types import CATEGORY, JointAVDecoders, JointAVLatent
+from .types import CATEGORY, JointAVCameo, JointAVDecoders, JointAVLatent
 from .validation import validate
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -133,6 +138,12 @@ class Guider(io.ComfyNode):
                 io.Int.Input("skip_layer", default=-1, min=-1, max=1000,
                              tooltip="Block skipped in the negative pass. -1: the model's own default (11 for Ovi, "
                                      "off for the embedded default); 0: off."),
+                io.Combo.Input("reference_guidance", options=list(REFERENCE_GUIDANCE), default="auto", optional=True,
+                               tooltip="With a cameo's reference tokens on the positive (JointAV Apply Cameo "
+                                       "(native)): on = the negative pass runs without them, so guidance steers "
+                                       "toward the cameo too; off = both passes see them (toward the text only). "
+                                       "auto: the model's setting (on for the embedded default, which was trained "
+                                       "for it; off for Ovi)."),
             ],
             outputs=[io.Guider.Output(display_name="guider")],
         )
@@ -143,9 +154,9 @@ class Guider(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, video_negative, audio_negative, video_cfg: float, audio_cfg: float,
-                skip_layer: int) -> io.NodeOutput:
+                skip_layer: int, reference_guidance: str = "auto") -> io.NodeOutput:
         with node_errors(cls.NAME):
-            guider = JointAVGuider(model, video_cfg, audio_cfg, skip_layer)
+            guider = JointAVGuider(model, video_cfg, audio_cfg, skip_layer, reference_guidance)
             guider.set_conds(positive, video_negative, audio_negative)
         return io.NodeOutput(guider)
 
@@ -284,9 +295,63 @@ class ToCoreLatent(io.ComfyNode):
     @classmethod
     def execute(cls, model, latent) -> io.NodeOutput:
         with node_errors(cls.NAME):
+            if any(hasattr(c, "reference_tokens") for c in getattr(latent, "conditionings", [])):
+                # a LATENT cannot hold them: the clip would lose the cameo's tokens but keep its consent record
+                raise InputValueError("latent: carries a cameo's reference tokens (JointAV Apply Cameo, mode "
+                                      "reference_tokens or both), which a LATENT cannot hold; on the native path "
+                                      "apply the cameo with JointAV Apply Cameo (native), which puts them on the "
+                                      "positive CONDITIONING")
             view = joint_model_view(model, cls.NAME)
             out = core_latent(latent, view)
         return io.NodeOutput(out)
 
 
-NATIVE_NODES = [EmptyAVLatent, ImageToAVLatentNative, Guider, Noise, Scheduler, Solver, PromptMarkup, ToCoreLatent]
+class ApplyCameoNative(io.ComfyNode):
+    NAME = "JointAV Apply Cameo (native)"
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JointAVApplyCameoNative",
+            display_name=cls.NAME,
+            category=CATEGORY,
+            description="Puts a cameo's likeness and voice into a native graph, if the person's consent record grants "
+                        "this machine's operator key now: its reference tokens go onto the positive CONDITIONING "
+                        "(for the JointAV Guider), its best frame becomes the LATENT's held first frame, and the "
+                        "consent record's hash and the profile id ride on the LATENT to JointAV Save Video's manifest.",
+            inputs=[
+                io.Model.Input("model", tooltip="A JointAV MODEL (the profile must fit its channels and patch)."),
+                JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the cameo's first frame."),
+                io.Conditioning.Input("positive", tooltip="The prompt's CLIP Text Encode, before the JointAV Guider."),
+                io.Latent.Input("latent", tooltip="The empty (or image-to-AV) joint LATENT, before the sampler."),
+                JointAVCameo.Input("cameo"),
+                io.Combo.Input("mode", options=list(MODE_CHOICES), default="auto",
+                               tooltip="first_frame: the cameo's best frame becomes the clip's first frame (the "
+                                       "supported path with Ovi). reference_tokens: face and voice latents as extra "
+                                       "tokens outside the clip; EXPERIMENTAL with Ovi weights (never trained with "
+                                       "them). both: the two together. auto: the model's choice (first_frame for "
+                                       "Ovi, both for the embedded default). How guidance treats the tokens is the "
+                                       "JointAV Guider's reference_guidance."),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive"), io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, **values) -> bool | str:
+        return validate(cls, values)
+
+    @classmethod
+    def fingerprint_inputs(cls, **_) -> float:
+        return float("nan")  # consent can be revoked or expire between runs: check it every time
+
+    @classmethod
+    def execute(cls, model, decoders, positive, latent, cameo, mode: str) -> io.NodeOutput:
+        with node_errors(cls.NAME):
+            view = joint_model_view(model, cls.NAME)
+            out_positive, out_latent = apply_cameo_native(view, decoders, positive, latent, cameo, mode=mode,
+                                                          consent_check=consent_check_for(), node=cls.NAME)
+        return io.NodeOutput(out_positive, out_latent)
+
+
+NATIVE_NODES = [EmptyAVLatent, ImageToAVLatentNative, Guider, Noise, Scheduler, Solver, PromptMarkup, ToCoreLatent,
+                ApplyCameoNative]

@@ -58,8 +58,8 @@ class SaveVideo(io.ComfyNode):
     def execute(cls, latent, images, filename_prefix: str, audio=None) -> io.NodeOutput:
         if isinstance(latent, dict):  # a core LATENT: what made it is read from the workflow that ran
             latent = as_joint_latent(latent, cls.NAME)
-            if not latent.provenance:
-                latent.provenance = provenance_from_workflow(cls.hidden.prompt)
+            # merged under what the LATENT carries (a cameo's consent record from Apply Cameo (native), ...)
+            latent.provenance = {**provenance_from_workflow(cls.hidden.prompt), **latent.provenance}
         height, width = int(images.shape[1]), int(images.shape[2])
         folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
             filename_prefix, folder_paths.get_output_directory(), width, height)

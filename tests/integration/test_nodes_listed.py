@@ -40,12 +40,14 @@ EXPECTED = {
     "JointAVEmptyAVLatent": (["model", "duration", "width", "height", "batch"], [], ["LATENT"]),
     "JointAVImageToAVLatentNative": (["model", "decoders", "image", "duration"], ["width", "height"], ["LATENT"]),
     "JointAVGuider": (["model", "positive", "video_negative", "audio_negative", "video_cfg", "audio_cfg",
-                       "skip_layer"], [], ["GUIDER"]),
+                       "skip_layer"], ["reference_guidance"], ["GUIDER"]),
     "JointAVNoise": (["noise_seed", "device"], [], ["NOISE"]),
     "JointAVScheduler": (["solver", "steps", "shift"], [], ["SIGMAS"]),
     "JointAVSolver": (["solver"], [], ["SAMPLER"]),
     "JointAVPromptMarkup": (["video_prompt", "speech_lines", "audio_description", "style"], [], ["STRING"]),
     "JointAVToCoreLatent": (["model", "latent"], [], ["LATENT"]),
+    "JointAVApplyCameoNative": (["model", "decoders", "positive", "latent", "cameo", "mode"], [],
+                                ["CONDITIONING", "LATENT"]),
 }
 
 
