@@ -6,9 +6,9 @@ model's core MODEL, JointAV Noise, the reference's sigmas and the JointAV Solver
 `CFGGuider.sample`. So model management, LoRA patches on that MODEL's weights and core's interruption apply to
 the node too, and the clip is the library loop's (tests/integration: test_native_model.py).
 
-Where the library loop stays: a model without a core MODEL (loaded outside ComfyUI) or with block swap
-(`offload` cpu / blocks N: the library's own streaming), and latents with reference tokens (cameo) until
-those ride on core conditioning.
+A cameo's reference tokens ride on the positive conditioning (references.py) with the guider's reference
+guidance set as the latent's item says. Where the library loop stays: a model without a core MODEL (loaded
+outside ComfyUI) or with block swap (`offload` cpu / blocks N: the library's own streaming).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import torch
 
 from ..pipeline.api import checked_steps, sampling_provenance
 from ..pipeline.types import JointConditioning, JointLatent, JointModel
+from ..samplers.conditioning import resolve
 from .guidance import JointAVGuider, JointAVNoise, reference_sigmas, resolve_skip_layer
 from .latents import nested_tensor_class, split_samples, to_core_latent
 from .loading import native_model
+from .references import attach_references
 from .solvers import jointav_sampler
 
 NODE = "JointAV Sampler"
@@ -32,8 +34,6 @@ def library_reason(model: JointModel, latent: JointLatent) -> str | None:
         return "the model has no core MODEL (loaded outside ComfyUI)"
     if model.offload != "none":
         return f"block swap (offload {model.offload}) is the library's own"
-    if any(hasattr(item, "reference_tokens") for item in latent.conditionings):
-        return "reference tokens (cameo) ride on the library loop"
     return None
 
 
@@ -53,9 +53,11 @@ def sample_through_core(model: JointModel, conditioning: JointConditioning, late
     sigmas = reference_sigmas(solver, steps, shift)  # checks the solver name and the shift
     layout = native.diffusion_model.layout
     core = to_core_latent(latent, layout, nested_tensor_class())
-    guider = JointAVGuider(patcher, video_guidance, audio_guidance, resolved_skip or 0)
-    guider.set_conds(_conditioning(conditioning.video_positive), _conditioning(conditioning.video_negative),
-                     _conditioning(conditioning.audio_negative))
+    references = resolve(latent.conditionings or None, tuple(latent.video.shape), tuple(latent.audio.shape)).references
+    guider = JointAVGuider(patcher, video_guidance, audio_guidance, resolved_skip or 0,
+                           reference_guidance=bool(references.guided) if references is not None else "auto")
+    guider.set_conds(attach_references(_conditioning(conditioning.video_positive), references),
+                     _conditioning(conditioning.video_negative), _conditioning(conditioning.audio_negative))
     noise = JointAVNoise(seed).generate_noise(core)
     samples = comfy.sample.fix_empty_latent_channels(patcher, core["samples"])
 

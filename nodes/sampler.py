@@ -1,8 +1,8 @@
 """Sampler: the joint flow-matching loop with separate video and audio guidance and skip-layer guidance.
 
 Inside ComfyUI it is a shortcut over the native path (comfy_native/shortcut.py): same inputs and clip, run by
-core's guider and sampling on the model's core MODEL; the library loop remains for block swap and cameo
-reference tokens (see `library_reason`)."""
+core's guider and sampling on the model's core MODEL; the library loop remains for block swap (see
+`library_reason`)."""
 
 from __future__ import annotations
 

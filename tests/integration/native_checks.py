@@ -194,6 +194,8 @@ def check_sampler_node_shortcut(steps: int = 12) -> dict:
     with block swap it stays on the library loop."""
     import comfy.samplers
 
+    from dataclasses import replace
+
     loaders, prompt, latents, sampler_node = (pack(f"nodes.{m}") for m in ("loaders", "prompt", "latents", "sampler"))
     calls = {"core": 0}
     original = comfy.samplers.CFGGuider.sample
@@ -211,13 +213,26 @@ def check_sampler_node_shortcut(steps: int = 12) -> dict:
             conditioning = prompt.EncodePrompt.execute(model, CASES[0][1], "", "", "blur, jitter",
                                                        "robotic, muffled").result[0]
             latent = latents.EmptyLatent.execute(model, "1s", 64, 64, 1).result[0]
-            for solver in ("unipc", "euler") if offload == "none" else ("unipc",):
+            cases = [("unipc", None), ("euler", None)] if offload == "none" else [("unipc", None)]
+            if offload == "none":  # reference tokens (a cameo's face and voice), guided or not
+                import torch
+                g = torch.Generator().manual_seed(5)
+                video_ref = torch.randn(1, latent.video.shape[1], 1, *latent.video.shape[3:], generator=g)
+                audio_ref = torch.randn(1, 12, latent.audio.shape[2], generator=g)
+                cases += [("unipc", pack("samplers").ReferenceTokens(video_ref, audio_ref, guided=guided))
+                          for guided in (True, False)]
+            for solver, references in cases:
                 calls["core"] = 0
+                if references is not None:
+                    latent = replace(latent, conditionings=[references])
                 node = sampler_node.Sampler.execute(model, conditioning, latent, 3, steps, solver, 5.0, 4.0, 3.0,
                                                     -1).result[0]
                 library = pack("pipeline.api").sample(model, conditioning, latent, seed=3, steps=steps, solver=solver,
                                                       shift=5.0, video_guidance=4.0, audio_guidance=3.0)
-                out[f"{offload}/{solver}"] = {
+                name = f"{offload}/{solver}" + ("" if references is None else f"/references guided={references.guided}")
+                if offload == "none" and solver == "unipc" and references is None:
+                    plain_video = node.video
+                out[name] = {"from_plain_unipc": maxdiff(node.video, plain_video) if offload == "none" else None,
                     "core_runs": calls["core"], "shared_weights": model.native is core_model if offload == "none" else None,
                     "video": maxdiff(node.video, library.video), "audio": maxdiff(node.audio, library.audio),
                     "provenance_equal": node.provenance == library.provenance, "sampled": node.sampled}

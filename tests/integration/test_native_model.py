@@ -74,6 +74,26 @@ def test_jointav_solver_steps_as_the_reference_on_the_core_path(comfy_python):
     assert result["core_uni_pc_bh2"]["video"] > 1e-3, result["core_uni_pc_bh2"]
 
 
+def test_jointav_sampler_node_is_a_shortcut_over_the_native_path(comfy_python):
+    """Today's JointAV Sampler node (embedded default from JointAV Load Model, JointAV Encode Prompt, JointAV Empty
+    Latent) runs through core's CFGGuider.sample on the model's one core-managed copy, and its clip is the library
+    loop's within 3e-5 (measured 1.2-2.2e-5: core steps through denoised = x − σ·v, float32 rounding grown by
+    guidance), provenance identical; cameo reference tokens (guided and not) ride along and change the clip. With
+    block swap the library loop runs (no core sampling) and gives the library's clip exactly."""
+    result = run_check(comfy_python, "sampler_node_shortcut", "--use-pytorch-cross-attention")
+    assert set(result) == {"none/unipc", "none/euler", "none/unipc/references guided=True",
+                           "none/unipc/references guided=False", "blocks 1/unipc"}
+    for name, row in result.items():
+        assert row["sampled"] and row["provenance_equal"], (name, row)
+        if name.startswith("none/"):
+            assert row["core_runs"] == 1 and row["shared_weights"], (name, row)
+            assert row["video"] <= 3e-5 and row["audio"] <= 3e-5, (name, row)
+        else:
+            assert row["core_runs"] == 0 and row["video"] == 0.0 and row["audio"] == 0.0, (name, row)
+    for guided in (True, False):
+        assert result[f"none/unipc/references guided={guided}"]["from_plain_unipc"] > 0.1, result
+
+
 def test_core_path_with_cores_default_cpu_attention(comfy_python):
     """With core's default CPU kernel (sub-quadratic attention, not the library's SDPA) the paths agree to within
     its rounding; the figure is reported, the bound is loose (3e-5)."""
