@@ -9,13 +9,13 @@ from comfy_api.latest import io
 from ..errors import GenerationInterrupted, JointAVError
 from ..pipeline import api as pipeline
 from ..pipeline import long_form
-from ..pipeline.film_memory import FilmInMemory
+from ..pipeline.film_memory import FilmInMemory, FilmRecord
 from ..samplers import SOLVERS
 from .device import SegmentProgress, interrupted_exception, raise_if_interrupted
 from .failures import node_errors
 from .latents import MAX_SIZE, SIZE_STEP, SIZE_TIP, size_rules
 from .sampler import MAX_SEED
-from .types import CATEGORY, JointAVDecoders, JointAVModel
+from .types import CATEGORY, JointAVDecoders, JointAVFilm, JointAVModel
 from .validation import validate
 
 
@@ -61,7 +61,9 @@ class ShotList(io.ComfyNode):
                              tooltip=SIZE_TIP.format("height")),
             ],
             outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
-                     io.Float.Output(display_name="fps")],
+                     io.Float.Output(display_name="fps"),
+                     JointAVFilm.Output(display_name="film", tooltip="What made the film (model, shots, seed, "
+                                        "settings), for JointAV Save Video's latent input: the film saved signed.")],
         )
 
     @classmethod
@@ -87,4 +89,8 @@ class ShotList(io.ComfyNode):
             raise interrupted_exception()
         frames = torch.from_numpy(film.frames()).float().div_(255.0)
         audio = {"waveform": torch.from_numpy(film.sound()).reshape(1, 1, -1), "sample_rate": film.sample_rate}
-        return io.NodeOutput(frames, audio, float(model.spec.fps))
+        provenance = {"model": model.name, "prompt": " | ".join(dict.fromkeys(s.prompt for s in shot_list)),
+                      "seed": seed, "sampler": settings.record(model), "command": "shots",
+                      "shots": [f"{s.prompt}@{s.seconds:g}s" for s in shot_list], "carry": carry}
+        fps = float(model.spec.fps)
+        return io.NodeOutput(frames, audio, fps, FilmRecord(fps, provenance))

@@ -3,6 +3,8 @@ sound back as arrays (the Shot List node hands them on as core IMAGE and AUDIO) 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..audio.av_stream import MODEL_RATE
@@ -44,3 +46,13 @@ class FilmInMemory:
     def sound(self) -> np.ndarray:
         """All sound so far, float32 mono `[S]`."""
         return np.concatenate(self._sound) if self._sound else np.zeros(0, np.float32)
+
+
+@dataclass(eq=False)
+class FilmRecord:
+    """What made a film assembled from several samplings (a shot list): the frame rate and the provenance a signed
+    save records, in the two fields a sampled JointLatent offers JointAV Save Video. No cameo is ever used."""
+
+    fps: float
+    provenance: dict
+    conditionings: list = field(default_factory=list)

@@ -36,6 +36,7 @@ class NodeType:
 
 
 JOINT_LATENT = "JOINTAV_LATENT,LATENT"  # decoders take today's latent or a joint core LATENT
+SAVED_LATENT = "JOINTAV_LATENT,LATENT,JOINTAV_FILM"  # Save Video also takes what made a Shot List's film
 
 NODE_TYPES: dict[str, NodeType] = {
     "JointAVLoadModel": NodeType(widgets=("model_name", "weight_dtype", "attention_backend", "offload", "family"),
@@ -66,12 +67,16 @@ NODE_TYPES: dict[str, NodeType] = {
     "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
                                             ("latent", JOINT_LATENT, False)),
                                    widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
-    "JointAVSaveVideo": NodeType(sockets=(("latent", JOINT_LATENT, False), ("images", "IMAGE", False),
+    "JointAVSaveVideo": NodeType(sockets=(("latent", SAVED_LATENT, False), ("images", "IMAGE", False),
                                           ("audio", "AUDIO", True)),
                                  widgets=("filename_prefix",)),
     "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
                                         ("audio", "AUDIO", True)),
                                outputs=(("video", "VIDEO"),)),
+    "JointAVShotList": NodeType(sockets=(("model", "JOINTAV_MODEL", False), ("decoders", "JOINTAV_DECODERS", False)),
+                                widgets=("shots", "carry", "seed", CONTROL, "steps", "solver", "width", "height"),
+                                outputs=(("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"),
+                                         ("film", "JOINTAV_FILM"))),
     # the native path
     "JointAVEmptyAVLatent": NodeType(sockets=(("model", "MODEL", False),),
                                      widgets=("duration", "width", "height", "batch"), outputs=(("latent", "LATENT"),)),
@@ -192,6 +197,23 @@ def default_image_to_av() -> Workflow:
                     "Image to audio+video with the embedded default model: the image becomes the first frame.")
 
 
+def default_shot_list() -> Workflow:
+    width, height = DEFAULT_SIZE
+    shots = ("a red ball bounces twice on the left, low thuds, on a gray background@1s\n"
+             "the same ball slides to the right@1s")
+    nodes = [
+        *_embedded_loaders(),
+        Node(3, "JointAVShotList", {"shots": shots, "carry": "subject", "seed": SEED, CONTROL: "fixed",
+                                    "steps": DEFAULT_STEPS, "solver": "unipc", "width": width, "height": height},
+             {"model": (1, 0), "decoders": (2, 0)}),
+        Node(4, "JointAVSaveVideo", {"filename_prefix": "jointav/default_shot_list"},
+             {"latent": (3, 3), "images": (3, 0), "audio": (3, 1)}),
+    ]
+    return Workflow("jointav_default_shot_list", nodes,
+                    "A film of two shots joined with a hard cut (one PROMPT@DURATION a line, as `jointav shots`): "
+                    "the second shot carries the first shot's subject. Embedded default model.")
+
+
 # Published Ovi file names (models/diffusion_models, models/text_encoders, models/vae, models/jointav_audio).
 OVI_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 OVI_VIDEO_VAE = "wan2.2_vae.safetensors"
@@ -289,6 +311,7 @@ def all_workflows() -> list[Workflow]:
     return [
         default_text_to_av(),
         default_image_to_av(),
+        default_shot_list(),
         ovi_text_to_av("ovi_1_0_720_text_to_av", "model.safetensors", "bf16", "5s", 992, 512,
                        "Ovi 1.0 (720x720 area, 5 s, 24 fps), bf16 weights."),
         ovi_text_to_av("ovi_1_0_720_fp8_text_to_av", "model_fp8_e4m3fn.safetensors", "fp8_e4m3fn", "5s", 992, 512,
