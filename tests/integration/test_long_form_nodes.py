@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from .comfy_server import saved_files, status_message
@@ -76,3 +77,24 @@ def test_a_sound_shorter_than_the_duration_is_refused_naming_the_node(comfy):
     assert error["node_type"] == "JointAVAudioToVideoLatent", error
     message = error["exception_message"]
     assert "JointAV Audio To Video Latent" in message and "audio" in message and "shorter than" in message, message
+
+
+def _shot_list_graph(shots: str) -> dict:
+    from .workflows import api_workflow, inputs_of, variant
+
+    prompt = variant(api_workflow("jointav_default_shot_list"), prefix="it_long/bad_shots")
+    inputs_of(prompt, "JointAVShotList")["shots"] = shots
+    return prompt
+
+
+@pytest.mark.parametrize("shots, wording", [
+    ("a red ball bounces@1s\n@1s", "shots line 2 '@1s': the prompt is empty"),
+    ("a red ball bounces@0s", "shots line 1 'a red ball bounces@0s': duration '0s' is not a duration above zero"),
+    ("a red ball bounces@soon", "duration 'soon' is not a duration above zero"),
+])
+def test_a_bad_shot_list_is_refused_before_any_work(comfy, shots, wording):
+    status, reply = comfy.submit(_shot_list_graph(shots))
+    text = json.dumps(reply)
+    assert status == 400, f"expected /prompt to refuse the shot list, got {status}: {text[:2000]}"
+    assert "JointAV Shot List" in text and wording in text, text[:2000]
+    assert not list((comfy.base / "output" / "it_long").glob("bad_shots*")), "a refused film wrote a file"
