@@ -80,6 +80,15 @@ def render_shot_list(prompt: dict) -> torch.Tensor:
     return torch.from_numpy(film.frames()).float().div(255)
 
 
+def foley_input_frames() -> np.ndarray:
+    """The foley example's input clip (what tests write to ComfyUI's input/ as make_workflows.FOLEY_INPUT): a plain
+    disc falling and bouncing, 2 s at 12 fps, 64x64, uint8 `[25, 64, 64, 3]`."""
+    from jointav.training.evaluate_long import moving_disc
+
+    frames, _ = moving_disc(np.random.default_rng(0), seconds=2.0, size=64)
+    return frames
+
+
 def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
     """The workflow's clip frames `[T, H, W, 3]` in 0..1, made by the pipeline with the workflow's values."""
     from jointav.pipeline import api
@@ -88,6 +97,8 @@ def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
         return render_native(prompt)
     if _node(prompt, "JointAVShotList") is not None:
         return render_shot_list(prompt)
+    if _node(prompt, "JointAVVideoToAudioLatent") is not None:  # foley keeps the given frames: they are the clip's
+        return torch.from_numpy(foley_input_frames()).float().div(255)
     model = api.load_joint_model(None, device="cpu")
     decoders = api.load_decoders(None, None, None, device="cpu")
     text = _node(prompt, "JointAVEncodePrompt")

@@ -77,6 +77,10 @@ NODE_TYPES: dict[str, NodeType] = {
                                 widgets=("shots", "carry", "seed", CONTROL, "steps", "solver", "width", "height"),
                                 outputs=(("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"),
                                          ("film", "JOINTAV_FILM"))),
+    "JointAVVideoToAudioLatent": NodeType(sockets=(("model", "JOINTAV_MODEL", False),
+                                                   ("decoders", "JOINTAV_DECODERS", False),
+                                                   ("images", "IMAGE", False)),
+                                          widgets=("duration",), outputs=(("latent", "JOINTAV_LATENT"),)),
     # the native path
     "JointAVEmptyAVLatent": NodeType(sockets=(("model", "MODEL", False),),
                                      widgets=("duration", "width", "height", "batch"), outputs=(("latent", "LATENT"),)),
@@ -102,6 +106,9 @@ NODE_TYPES: dict[str, NodeType] = {
     # core nodes
     "CLIPLoader": NodeType(widgets=("clip_name", "type", "device"), outputs=(("CLIP", "CLIP"),)),
     "LoadImage": NodeType(widgets=("image", UPLOAD), outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK"))),
+    "LoadVideo": NodeType(widgets=("file", UPLOAD), outputs=(("VIDEO", "VIDEO"),)),
+    "GetVideoComponents": NodeType(sockets=(("video", "VIDEO", False),),
+                                   outputs=(("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"))),
 }
 
 
@@ -214,6 +221,35 @@ def default_shot_list() -> Workflow:
                     "the second shot carries the first shot's subject. Embedded default model.")
 
 
+# A silent clip of a plain disc falling and bouncing (not the toy world's renderer), 2 s at the default model's
+# 12 fps and 64x64: what the foley example loads from ComfyUI's input/ (tests write it there; see README).
+FOLEY_INPUT = "jointav_moving_disc.mp4"
+
+
+def default_video_to_audio() -> Workflow:
+    nodes = [
+        *_embedded_loaders(),
+        Node(3, "JointAVEncodePrompt", {
+            "video_prompt": "a white ball falls and bounces on the floor on a black background.",
+            "speech_lines": "", "audio_description": "low thuds",
+            **OVI_NEGATIVES}, {"model": (1, 0)}),
+        Node(4, "LoadVideo", {"file": FOLEY_INPUT, UPLOAD: "image"}),
+        Node(5, "GetVideoComponents", {}, {"video": (4, 0)}),
+        Node(6, "JointAVVideoToAudioLatent", {"duration": DEFAULT_DURATION},
+             {"model": (1, 0), "decoders": (2, 0), "images": (5, 0)}),
+        Node(7, "JointAVSampler", {"seed": SEED, CONTROL: "fixed", "steps": DEFAULT_STEPS, "solver": "unipc",
+                                   "shift": 5.0, "video_guidance": 4.0, "audio_guidance": 3.0,
+                                   "skip_layer": MODEL_SKIP_LAYER},
+             {"model": (1, 0), "conditioning": (3, 0), "latent": (6, 0)}),
+        Node(8, "JointAVDecodeAudio", {"sample_rate": 44100, "stereo": True}, {"decoders": (2, 0), "latent": (7, 0)}),
+        Node(9, "JointAVSaveVideo", {"filename_prefix": "jointav/default_video_to_audio"},
+             {"latent": (7, 0), "images": (5, 0), "audio": (8, 0)}),
+    ]
+    return Workflow("jointav_default_video_to_audio", nodes,
+                    "Video to audio (foley) with the embedded default model: the loaded video's frames are held "
+                    "clean and the sampler makes their sound; the clip is saved with the video's own frames.")
+
+
 # Published Ovi file names (models/diffusion_models, models/text_encoders, models/vae, models/jointav_audio).
 OVI_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 OVI_VIDEO_VAE = "wan2.2_vae.safetensors"
@@ -312,6 +348,7 @@ def all_workflows() -> list[Workflow]:
         default_text_to_av(),
         default_image_to_av(),
         default_shot_list(),
+        default_video_to_audio(),
         ovi_text_to_av("ovi_1_0_720_text_to_av", "model.safetensors", "bf16", "5s", 992, 512,
                        "Ovi 1.0 (720x720 area, 5 s, 24 fps), bf16 weights."),
         ovi_text_to_av("ovi_1_0_720_fp8_text_to_av", "model_fp8_e4m3fn.safetensors", "fp8_e4m3fn", "5s", 992, 512,

@@ -100,6 +100,11 @@ def expected_clip(prompt: dict, spec) -> dict:
         frames = sum(max(1, round(s.seconds * spec.fps)) for s in parse_shot_list(shot_list["shots"]))
         return {"fps": spec.fps, "frames": frames, "width": shot_list["width"], "height": shot_list["height"],
                 "sample_rate": 16000, "channels": 1}
+    foley = next((n["inputs"] for n in prompt.values() if n["class_type"] == "JointAVVideoToAudioLatent"), None)
+    if foley is not None:  # the given video's frames (conftest's 64x64 moving disc) with their made sound
+        audio = inputs_of(prompt, "JointAVDecodeAudio")
+        return {"fps": spec.fps, "frames": spec.duration_preset(foley["duration"]).frames, "width": 64, "height": 64,
+                "sample_rate": int(audio["sample_rate"]), "channels": 2 if audio["stereo"] else 1}
     latent = next(n["inputs"] for n in prompt.values()
                   if n["class_type"] in ("JointAVEmptyLatent", "JointAVImageToAVLatent", "JointAVEmptyAVLatent",
                                          "JointAVImageToAVLatentNative"))
