@@ -35,8 +35,8 @@ from .types import Decoders, JointModel
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_HOLD", "DEFAULT_TRAINED_HOLDS", "HOLD_MODES", "MAX_SECONDS", "TRAINED_HOLDS", "RunReport", "Settings", "Shot",
-           "animate", "check_media_fits", "extend", "foley", "hold_mode_for", "parse_seconds", "parse_shot", "parse_shot_list",
-           "shots", "subject_reference"]
+           "animate", "check_media_fits", "extend", "foley", "hold_mode_for", "parse_seconds", "parse_shot",
+           "parse_shot_list", "shots", "subject_reference"]
 
 
 def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
