@@ -16,12 +16,13 @@ from .native import NATIVE_NODES
 from .prompt import EncodePrompt
 from .provenance import SaveVideo, Verify
 from .sampler import Sampler
+from .shots import ShotList
 from .video import ToVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadModel, LoadDecoders, EncodePrompt, EmptyLatent, ImageToAVLatent, Sampler, DecodeVideo, DecodeAudio,
     ToVideo, SplitLatent, SaveVideo, Verify, CreateProfile, LoadProfile, ApplyCameo, AudioToVideoLatent,
-    VideoToAudioLatent, ExtendLatent, *NATIVE_NODES,
+    VideoToAudioLatent, ExtendLatent, ShotList, *NATIVE_NODES,
 ]
 
 

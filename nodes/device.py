@@ -60,3 +60,16 @@ class StepProgress:
     def __call__(self, step: int, total: int) -> None:
         # The hook behind update_absolute also checks for interruption, so a stop request lands after the step.
         self._bar.update_absolute(step, total)
+
+
+class SegmentProgress:
+    """The long-form functions' `progress(segment, segments, step, steps)`, as one bar over all segments' steps."""
+
+    def __init__(self):
+        self._bar = None
+
+    def __call__(self, segment: int, segments: int, step: int, steps: int) -> None:
+        total = max(1, segments) * steps
+        if self._bar is None:
+            self._bar = comfy.utils.ProgressBar(total)
+        self._bar.update_absolute((segment - 1) * steps + step, total)

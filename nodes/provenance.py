@@ -20,7 +20,7 @@ from .decode import as_joint_latent
 from .failures import node_errors
 from .graph_provenance import provenance_from_workflow
 from .server_paths import FOLDERS_TEXT, name_problem, resolve_name
-from .types import CATEGORY, JointAVLatent
+from .types import CATEGORY, JointAVFilm, JointAVLatent
 from .validation import validate
 from .video import one_track
 
@@ -38,9 +38,9 @@ class SaveVideo(io.ComfyNode):
                         "recording the model, prompt, seed and sampler settings, and for a cameo clip the profile id "
                         "and the consent record's hash (the use is added to the cameo usage log).",
             inputs=[
-                io.MultiType.Input("latent", types=[JointAVLatent, io.Latent],
+                io.MultiType.Input("latent", types=[JointAVLatent, io.Latent, JointAVFilm],
                                    tooltip="The sampled latent (JointAV Sampler's, or a joint LATENT from a core "
-                                           "sampler): its frame rate and what made it."),
+                                           "sampler), or JointAV Shot List's film: its frame rate and what made it."),
                 io.Image.Input("images"),
                 io.Audio.Input("audio", optional=True),
                 io.String.Input("filename_prefix", default="video/JointAV"),

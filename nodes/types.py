@@ -11,5 +11,6 @@ JointAVDecoders = io.Custom("JOINTAV_DECODERS")  # pipeline.types.Decoders
 JointAVConditioning = io.Custom("JOINTAV_CONDITIONING")  # pipeline.types.JointConditioning
 JointAVLatent = io.Custom("JOINTAV_LATENT")  # pipeline.types.JointLatent
 JointAVCameo = io.Custom("JOINTAV_CAMEO")  # cameo.profile.Profile
+JointAVFilm = io.Custom("JOINTAV_FILM")  # pipeline.film_memory.FilmRecord: what made a multi-shot film
 
 CATEGORY = "JointAV"

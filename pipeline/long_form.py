@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_HOLD", "DEFAULT_TRAINED_HOLDS", "HOLD_MODES", "MAX_SECONDS", "TRAINED_HOLDS", "RunReport", "Settings", "Shot",
            "animate", "check_media_fits", "extend", "foley", "hold_mode_for", "parse_seconds", "parse_shot",
-           "shots", "subject_reference"]
+           "parse_shot_list", "shots", "subject_reference"]
 
 
 def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
@@ -135,19 +135,33 @@ class Shot:
     seconds: float
 
 
-def parse_shot(text: str) -> Shot:
-    """'PROMPT@DURATION' (e.g. 'a red ball bounces@2s') -> Shot; the last '@' splits."""
+def parse_shot(text: str, what: str = "--shot") -> Shot:
+    """'PROMPT@DURATION' (e.g. 'a red ball bounces@2s') -> Shot; the last '@' splits. `what` names the input in
+    errors (the CLI's --shot; a node's 'shots line 2')."""
     if "@" not in text:
-        raise InputValueError(f"--shot {text!r}: expected PROMPT@DURATION, e.g. 'a red ball bounces@2s'")
+        raise InputValueError(f"{what} {text!r}: expected PROMPT@DURATION, e.g. 'a red ball bounces@2s'")
     prompt, _, duration = text.rpartition("@")
     if not prompt.strip():
-        raise InputValueError(f"--shot {text!r}: the prompt is empty; expected PROMPT@DURATION")
+        raise InputValueError(f"{what} {text!r}: the prompt is empty; expected PROMPT@DURATION")
     try:
-        seconds = parse_seconds(duration, "--shot duration")
+        seconds = parse_seconds(duration, f"{what} duration")
     except InputValueError:
-        raise InputValueError(f"--shot {text!r}: duration {duration!r} is not a duration above zero; expected e.g. "
+        raise InputValueError(f"{what} {text!r}: duration {duration!r} is not a duration above zero; expected e.g. "
                               f"2s or 1.5") from None
+    if seconds > MAX_SECONDS:
+        raise InputValueError(f"{what} {text!r}: duration {seconds:g} s, expected at most {MAX_SECONDS:g} s")
     return Shot(prompt.strip(), seconds)
+
+
+def parse_shot_list(text: str, what: str = "shots") -> list[Shot]:
+    """One PROMPT@DURATION per line (blank lines skipped) -> shots, each line checked as the CLI's --shot is; the
+    errors name the line ('shots line 2 ...')."""
+    shot_list = [parse_shot(line, f"{what} line {n}") for n, line in enumerate(str(text).splitlines(), 1)
+                 if line.strip()]
+    if not shot_list:
+        raise InputValueError(f"{what}: no shot given; expected one PROMPT@DURATION per line, e.g. "
+                              f"'a red ball bounces@2s'")
+    return shot_list
 
 
 CARRY_CHOICES = ("subject", "none")

@@ -65,12 +65,40 @@ def render_native(prompt: dict) -> torch.Tensor:
     return api.decode_video(decoders, sampled)
 
 
+def render_shot_list(prompt: dict) -> torch.Tensor:
+    """A Shot List workflow's film, made as the node makes it: pipeline.long_form.shots with its values."""
+    from jointav.pipeline import api, long_form
+    from jointav.pipeline.film_memory import FilmInMemory
+
+    model = api.load_joint_model(None, device="cpu")
+    decoders = api.load_decoders(None, None, None, device="cpu")
+    n = _node(prompt, "JointAVShotList")
+    height, width = api._checked_size(model, *api._size_or_default(model, n["height"] or None, n["width"] or None))
+    film = FilmInMemory(height, width)
+    long_form.shots(model, decoders, film, long_form.parse_shot_list(n["shots"]), carry=n["carry"],
+                    settings=long_form.Settings(seed=n["seed"], steps=n["steps"] or None, solver=n["solver"]))
+    return torch.from_numpy(film.frames()).float().div(255)
+
+
+def foley_input_frames() -> np.ndarray:
+    """The foley example's input clip (what tests write to ComfyUI's input/ as make_workflows.FOLEY_INPUT): a plain
+    disc falling and bouncing, 2 s at 12 fps, 64x64, uint8 `[25, 64, 64, 3]`."""
+    from jointav.training.evaluate_long import moving_disc
+
+    frames, _ = moving_disc(np.random.default_rng(0), seconds=2.0, size=64)
+    return frames
+
+
 def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
     """The workflow's clip frames `[T, H, W, 3]` in 0..1, made by the pipeline with the workflow's values."""
     from jointav.pipeline import api
 
     if _node(prompt, "JointAVGuider") is not None:
         return render_native(prompt)
+    if _node(prompt, "JointAVShotList") is not None:
+        return render_shot_list(prompt)
+    if _node(prompt, "JointAVVideoToAudioLatent") is not None:  # foley keeps the given frames: they are the clip's
+        return torch.from_numpy(foley_input_frames()).float().div(255)
     model = api.load_joint_model(None, device="cpu")
     decoders = api.load_decoders(None, None, None, device="cpu")
     text = _node(prompt, "JointAVEncodePrompt")
@@ -131,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE,
                         help="the picture the image-to-AV workflow's Load Image names (ComfyUI's input/example.png)")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="render only this workflow (repeatable; default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     for path in sorted(API_DIR.glob("*.json")):
+        if args.only and path.stem not in args.only:
+            continue
         prompt = json.loads(path.read_text())
         ui = json.loads((UI_DIR / path.name).read_text())
         if _model_name(prompt) == EMBEDDED:

@@ -36,6 +36,7 @@ class NodeType:
 
 
 JOINT_LATENT = "JOINTAV_LATENT,LATENT"  # decoders take today's latent or a joint core LATENT
+SAVED_LATENT = "JOINTAV_LATENT,LATENT,JOINTAV_FILM"  # Save Video also takes what made a Shot List's film
 
 NODE_TYPES: dict[str, NodeType] = {
     "JointAVLoadModel": NodeType(widgets=("model_name", "weight_dtype", "attention_backend", "offload", "family"),
@@ -66,12 +67,20 @@ NODE_TYPES: dict[str, NodeType] = {
     "JointAVDecodeAudio": NodeType(sockets=(("decoders", "JOINTAV_DECODERS", False),
                                             ("latent", JOINT_LATENT, False)),
                                    widgets=("sample_rate", "stereo"), outputs=(("audio", "AUDIO"),)),
-    "JointAVSaveVideo": NodeType(sockets=(("latent", JOINT_LATENT, False), ("images", "IMAGE", False),
+    "JointAVSaveVideo": NodeType(sockets=(("latent", SAVED_LATENT, False), ("images", "IMAGE", False),
                                           ("audio", "AUDIO", True)),
                                  widgets=("filename_prefix",)),
     "JointAVToVideo": NodeType(sockets=(("latent", "JOINTAV_LATENT", False), ("images", "IMAGE", False),
                                         ("audio", "AUDIO", True)),
                                outputs=(("video", "VIDEO"),)),
+    "JointAVShotList": NodeType(sockets=(("model", "JOINTAV_MODEL", False), ("decoders", "JOINTAV_DECODERS", False)),
+                                widgets=("shots", "carry", "seed", CONTROL, "steps", "solver", "width", "height"),
+                                outputs=(("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"),
+                                         ("film", "JOINTAV_FILM"))),
+    "JointAVVideoToAudioLatent": NodeType(sockets=(("model", "JOINTAV_MODEL", False),
+                                                   ("decoders", "JOINTAV_DECODERS", False),
+                                                   ("images", "IMAGE", False)),
+                                          widgets=("duration",), outputs=(("latent", "JOINTAV_LATENT"),)),
     # the native path
     "JointAVEmptyAVLatent": NodeType(sockets=(("model", "MODEL", False),),
                                      widgets=("duration", "width", "height", "batch"), outputs=(("latent", "LATENT"),)),
@@ -97,6 +106,9 @@ NODE_TYPES: dict[str, NodeType] = {
     # core nodes
     "CLIPLoader": NodeType(widgets=("clip_name", "type", "device"), outputs=(("CLIP", "CLIP"),)),
     "LoadImage": NodeType(widgets=("image", UPLOAD), outputs=(("IMAGE", "IMAGE"), ("MASK", "MASK"))),
+    "LoadVideo": NodeType(widgets=("file", UPLOAD), outputs=(("VIDEO", "VIDEO"),)),
+    "GetVideoComponents": NodeType(sockets=(("video", "VIDEO", False),),
+                                   outputs=(("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT"))),
 }
 
 
@@ -190,6 +202,52 @@ def default_image_to_av() -> Workflow:
     ]
     return Workflow("jointav_default_image_to_av", nodes,
                     "Image to audio+video with the embedded default model: the image becomes the first frame.")
+
+
+def default_shot_list() -> Workflow:
+    width, height = DEFAULT_SIZE
+    shots = ("a red ball bounces twice on the left, low thuds, on a gray background@1s\n"
+             "the same ball slides to the right@1s")
+    nodes = [
+        *_embedded_loaders(),
+        Node(3, "JointAVShotList", {"shots": shots, "carry": "subject", "seed": SEED, CONTROL: "fixed",
+                                    "steps": DEFAULT_STEPS, "solver": "unipc", "width": width, "height": height},
+             {"model": (1, 0), "decoders": (2, 0)}),
+        Node(4, "JointAVSaveVideo", {"filename_prefix": "jointav/default_shot_list"},
+             {"latent": (3, 3), "images": (3, 0), "audio": (3, 1)}),
+    ]
+    return Workflow("jointav_default_shot_list", nodes,
+                    "A film of two shots joined with a hard cut (one PROMPT@DURATION a line, as `jointav shots`): "
+                    "the second shot carries the first shot's subject. Embedded default model.")
+
+
+# A silent clip of a plain disc falling and bouncing (not the toy world's renderer), 2 s at the default model's
+# 12 fps and 64x64: what the foley example loads from ComfyUI's input/ (tests write it there; see README).
+FOLEY_INPUT = "jointav_moving_disc.mp4"
+
+
+def default_video_to_audio() -> Workflow:
+    nodes = [
+        *_embedded_loaders(),
+        Node(3, "JointAVEncodePrompt", {
+            "video_prompt": "a white ball falls and bounces on the floor on a black background.",
+            "speech_lines": "", "audio_description": "low thuds",
+            **OVI_NEGATIVES}, {"model": (1, 0)}),
+        Node(4, "LoadVideo", {"file": FOLEY_INPUT, UPLOAD: "image"}),
+        Node(5, "GetVideoComponents", {}, {"video": (4, 0)}),
+        Node(6, "JointAVVideoToAudioLatent", {"duration": DEFAULT_DURATION},
+             {"model": (1, 0), "decoders": (2, 0), "images": (5, 0)}),
+        Node(7, "JointAVSampler", {"seed": SEED, CONTROL: "fixed", "steps": DEFAULT_STEPS, "solver": "unipc",
+                                   "shift": 5.0, "video_guidance": 4.0, "audio_guidance": 3.0,
+                                   "skip_layer": MODEL_SKIP_LAYER},
+             {"model": (1, 0), "conditioning": (3, 0), "latent": (6, 0)}),
+        Node(8, "JointAVDecodeAudio", {"sample_rate": 44100, "stereo": True}, {"decoders": (2, 0), "latent": (7, 0)}),
+        Node(9, "JointAVSaveVideo", {"filename_prefix": "jointav/default_video_to_audio"},
+             {"latent": (7, 0), "images": (5, 0), "audio": (8, 0)}),
+    ]
+    return Workflow("jointav_default_video_to_audio", nodes,
+                    "Video to audio (foley) with the embedded default model: the loaded video's frames are held "
+                    "clean and the sampler makes their sound; the clip is saved with the video's own frames.")
 
 
 # Published Ovi file names (models/diffusion_models, models/text_encoders, models/vae, models/jointav_audio).
@@ -289,6 +347,8 @@ def all_workflows() -> list[Workflow]:
     return [
         default_text_to_av(),
         default_image_to_av(),
+        default_shot_list(),
+        default_video_to_audio(),
         ovi_text_to_av("ovi_1_0_720_text_to_av", "model.safetensors", "bf16", "5s", 992, 512,
                        "Ovi 1.0 (720x720 area, 5 s, 24 fps), bf16 weights."),
         ovi_text_to_av("ovi_1_0_720_fp8_text_to_av", "model_fp8_e4m3fn.safetensors", "fp8_e4m3fn", "5s", 992, 512,

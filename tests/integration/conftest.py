@@ -19,8 +19,21 @@ from .dependencies import importable_modules, install_missing, installed_package
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "ComfyUI-JointAV"
+FOLEY_INPUT = "jointav_moving_disc.mp4"  # tools/make_workflows.py FOLEY_INPUT: the foley example loads it
 EXAMPLE_IMAGE = "example.png"  # the name core ComfyUI ships in input/, which the image workflow loads
 WRONG_KIND = "not_a_dit.safetensors"  # a valid safetensors file of another model, in diffusion_models
+
+
+def _write_foley_input(path: Path) -> None:
+    """The silent moving-disc clip the foley example loads (the frames its thumbnail shows)."""
+    import importlib.util
+
+    from jointav.audio.mp4 import write_mp4
+
+    spec = importlib.util.spec_from_file_location("make_thumbnails", REPO / "tools" / "make_thumbnails.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    write_mp4(path, tool.foley_input_frames(), 12.0)
 
 
 def _write_png(path: Path, width: int = 96, height: int = 80) -> None:
@@ -95,6 +108,7 @@ def comfy(tmp_path_factory, request):
     (base / "custom_nodes" / PACK_NAME).symlink_to(REPO, target_is_directory=True)
     (base / "input").mkdir()
     _write_png(base / "input" / EXAMPLE_IMAGE)
+    _write_foley_input(base / "input" / FOLEY_INPUT)
     models = base / "models" / "diffusion_models"
     models.mkdir(parents=True)
     _write_wrong_kind(models / WRONG_KIND)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from .comfy_server import saved_files, status_message
@@ -76,3 +77,67 @@ def test_a_sound_shorter_than_the_duration_is_refused_naming_the_node(comfy):
     assert error["node_type"] == "JointAVAudioToVideoLatent", error
     message = error["exception_message"]
     assert "JointAV Audio To Video Latent" in message and "audio" in message and "shorter than" in message, message
+
+
+def _shot_list_graph(shots: str) -> dict:
+    from .workflows import api_workflow, inputs_of, variant
+
+    prompt = variant(api_workflow("jointav_default_shot_list"), prefix="it_long/bad_shots")
+    inputs_of(prompt, "JointAVShotList")["shots"] = shots
+    return prompt
+
+
+@pytest.mark.parametrize("shots, wording", [
+    ("a red ball bounces@1s\n@1s", "shots line 2 '@1s': the prompt is empty"),
+    ("a red ball bounces@0s", "shots line 1 'a red ball bounces@0s': duration '0s' is not a duration above zero"),
+    ("a red ball bounces@soon", "duration 'soon' is not a duration above zero"),
+])
+def test_a_bad_shot_list_is_refused_before_any_work(comfy, shots, wording):
+    status, reply = comfy.submit(_shot_list_graph(shots))
+    text = json.dumps(reply)
+    assert status == 400, f"expected /prompt to refuse the shot list, got {status}: {text[:2000]}"
+    assert "JointAV Shot List" in text and wording in text, text[:2000]
+    assert not list((comfy.base / "output" / "it_long").glob("bad_shots*")), "a refused film wrote a file"
+
+
+def test_a_shot_list_film_is_signed_with_its_shots_and_stops_when_asked(comfy):
+    """The example film's manifest records each shot; a long film stopped after its first step ends as ComfyUI's
+    own interruption at the Shot List, writes nothing, and the server keeps serving."""
+    import time
+
+    from jointav.provenance import verify_file
+
+    from .comfy_server import EventStream
+    from .workflows import api_workflow, inputs_of, node_id_of, variant
+
+    prompt = variant(api_workflow("jointav_default_shot_list"), seed=5, prefix="it_long/film")
+    entry = comfy.run(prompt)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"], indent=1)[:4000]
+    files = saved_files(entry, comfy.base)
+    manifest = json.dumps(verify_file(files[0]).to_dict())
+    for line in inputs_of(prompt, "JointAVShotList")["shots"].splitlines():
+        prompt_text, _, seconds = line.rpartition("@")
+        assert f"{prompt_text}@{seconds}" in manifest, manifest[:3000]
+
+    long = variant(prompt, prefix="it_long/stopped", JointAVShotList={"steps": 1000})
+    node = node_id_of(long, "JointAVShotList")
+    stream = EventStream(comfy)
+    try:
+        status, reply = comfy.submit(long)
+        assert status == 200, reply
+        prompt_id = reply["prompt_id"]
+        deadline = time.monotonic() + 300
+        while not [d for _, d in stream.of("progress", prompt_id) if d.get("node") == node]:
+            assert time.monotonic() < deadline, "the Shot List reported no progress within 300 s"
+            time.sleep(0.01)
+        assert comfy.post("/interrupt")[0] == 200
+        entry = comfy.wait(prompt_id, timeout=300)
+        progress = [d for _, d in stream.of("progress", prompt_id) if d.get("node") == node]
+    finally:
+        stream.close()
+    interrupted = status_message(entry, "execution_interrupted")
+    assert interrupted is not None and interrupted["node_type"] == "JointAVShotList", json.dumps(entry["status"])
+    assert progress[0]["max"] == 2 * 1000, progress[0]  # one bar over both shots' steps
+    assert max(d["value"] for d in progress) < 1000, "the film went on past its first shot"
+    assert not list((comfy.base / "output" / "it_long").glob("stopped*")), "a stopped film wrote a file"
+    assert comfy.run(variant(prompt, seed=6, prefix="it_long/after"))["status"]["status_str"] == "success"

@@ -36,6 +36,8 @@ EXPECTED = {
                                   ["JOINTAV_LATENT"]),
     "JointAVVideoToAudioLatent": (["model", "decoders", "images", "duration"], [], ["JOINTAV_LATENT"]),
     "JointAVExtendLatent": (["model", "decoders", "images", "audio", "hold"], [], ["JOINTAV_LATENT", "INT", "INT"]),
+    "JointAVShotList": (["model", "decoders", "shots", "carry", "seed", "steps", "solver", "width", "height"], [],
+                        ["IMAGE", "AUDIO", "FLOAT", "JOINTAV_FILM"]),
     # the native path
     "JointAVEmptyAVLatent": (["model", "duration", "width", "height", "batch"], [], ["LATENT"]),
     "JointAVImageToAVLatentNative": (["model", "decoders", "image", "duration"], ["width", "height"], ["LATENT"]),

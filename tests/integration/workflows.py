@@ -67,6 +67,8 @@ def variant(prompt: dict, *, seed: int | None = None, prefix: str | None = None,
     if seed is not None:
         if any(n["class_type"] == "JointAVNoise" for n in prompt.values()):  # the native path seeds its NOISE
             inputs_of(prompt, "JointAVNoise")["noise_seed"] = seed
+        elif any(n["class_type"] == "JointAVShotList" for n in prompt.values()):  # a film seeds its shot list
+            inputs_of(prompt, "JointAVShotList")["seed"] = seed
         else:
             inputs_of(prompt, "JointAVSampler")["seed"] = seed
     if prefix is not None:
@@ -82,6 +84,8 @@ def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
     for node in workflow["nodes"]:
         if node["type"] in ("JointAVSampler", "JointAVNoise"):
             node["widgets_values"][0] = seed
+        if node["type"] == "JointAVShotList":  # shots, carry, seed, ...
+            node["widgets_values"][2] = seed
         if node["type"] in SAVE_NODES:
             node["widgets_values"][0] = prefix
     return workflow
@@ -89,6 +93,18 @@ def ui_variant(workflow: dict, *, seed: int, prefix: str) -> dict:
 
 def expected_clip(prompt: dict, spec) -> dict:
     """The clip facts the workflow asks for: the model's fps and preset length, the size and the audio format."""
+    shot_list = next((n["inputs"] for n in prompt.values() if n["class_type"] == "JointAVShotList"), None)
+    if shot_list is not None:  # a film: its shots' frames in a row, its sound at the audio VAE's 16 kHz mono
+        from jointav.pipeline.long_form import parse_shot_list
+
+        frames = sum(max(1, round(s.seconds * spec.fps)) for s in parse_shot_list(shot_list["shots"]))
+        return {"fps": spec.fps, "frames": frames, "width": shot_list["width"], "height": shot_list["height"],
+                "sample_rate": 16000, "channels": 1}
+    foley = next((n["inputs"] for n in prompt.values() if n["class_type"] == "JointAVVideoToAudioLatent"), None)
+    if foley is not None:  # the given video's frames (conftest's 64x64 moving disc) with their made sound
+        audio = inputs_of(prompt, "JointAVDecodeAudio")
+        return {"fps": spec.fps, "frames": spec.duration_preset(foley["duration"]).frames, "width": 64, "height": 64,
+                "sample_rate": int(audio["sample_rate"]), "channels": 2 if audio["stereo"] else 1}
     latent = next(n["inputs"] for n in prompt.values()
                   if n["class_type"] in ("JointAVEmptyLatent", "JointAVImageToAVLatent", "JointAVEmptyAVLatent",
                                          "JointAVImageToAVLatentNative"))

@@ -15,7 +15,9 @@ from jointav.audio.av_stream import MODEL_RATE, StreamingMP4Writer
 from jointav.audio.io import write_audio
 from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
 from jointav.cli import build_parser
+from jointav.errors import InputValueError
 from jointav.pipeline import api, graph_latents, long_form
+from jointav.pipeline.film_memory import FilmInMemory
 from jointav.provenance import verify_file
 from jointav.samplers import SegmentTail, WholeAudio, WholeVideo
 from jointav.toyworld import parse_caption, render_clip
@@ -375,3 +377,39 @@ def test_the_last_segment_of_a_film_uses_every_frame_its_sound_reaches(tmp_path,
     # 2 s = 24 frames: one segment whose sound reaches frame 24, though with a 5-frame tail to keep it would stop at 23
     assert cli("extend", "--to", "2s", "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "o.mp4") == 0
     assert len(spy.calls) == 1 and probe_mp4(tmp_path / "o.mp4")["video"][0]["frames"] == 24
+
+
+# --------------------------------------------------------------------------------------------- shot list (node)
+
+def test_a_shot_list_is_one_cli_shot_a_line():
+    shot_list = long_form.parse_shot_list(f"{BOUNCE}@2s\n\n  the same ball slides@1.5\nit bounces@1m\n")
+    assert [(s.prompt, s.seconds) for s in shot_list] == [(BOUNCE, 2.0), ("the same ball slides", 1.5),
+                                                          ("it bounces", 60.0)]
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"{BOUNCE}@1s\n@2s", "shots line 2 '@2s': the prompt is empty"),
+    (f"{BOUNCE}@1s\na red ball@0s", "shots line 2 'a red ball@0s': duration '0s' is not a duration above zero"),
+    ("a red ball@soon", "shots line 1 'a red ball@soon': duration 'soon' is not a duration above zero"),
+    ("a red ball bounces", "expected PROMPT@DURATION"),
+    ("a red ball@700s", "expected at most 600 s"),
+    ("\n  \n", "shots: no shot given"),
+])
+def test_a_bad_shot_list_is_refused_with_the_clis_wording_naming_the_line(text, message):
+    with pytest.raises(InputValueError) as info:
+        long_form.parse_shot_list(text)
+    assert message in str(info.value), str(info.value)
+
+
+def test_a_film_in_memory_holds_what_the_mp4_writer_would(parts):
+    """The Shot List node's path: long_form.shots into FilmInMemory gives the cut film's frames and its sound."""
+    model, decoders = parts
+    film = FilmInMemory(64, 64)
+    shot_list = long_form.parse_shot_list(f"{BOUNCE}@1s\nthe same ball slides@1s")
+    report = long_form.shots(model, decoders, film, shot_list, hold_latent_frames=1,
+                             settings=long_form.Settings(steps=2))
+    frames, sound = film.frames(), film.sound()
+    assert report.cuts == [FPS] and frames.shape == (2 * FPS, 64, 64, 3) and frames.dtype == np.uint8
+    assert len(sound) == round(2 * MODEL_RATE) and sound.dtype == np.float32 and np.abs(sound).max() > 0
+    n = int(FPS)
+    assert frames[:n].std() > 0 and frames[n:].std() > 0  # both shots hold pictures, not blank frames

@@ -41,6 +41,9 @@ class NodeSchema:
 CORE_NODES = {
     "CLIPLoader": NodeSchema(widgets=["clip_name", "type", "device"], outputs=["CLIP"]),
     "LoadImage": NodeSchema(widgets=["image"], uploads={"image"}, outputs=["IMAGE", "MASK"]),
+    "LoadVideo": NodeSchema(widgets=["file"], uploads={"file"}, outputs=["VIDEO"]),
+    "GetVideoComponents": NodeSchema(sockets={"video": "VIDEO"}, required_sockets={"video"},
+                                     outputs=["IMAGE", "AUDIO", "FLOAT"]),
     "SaveVideo": NodeSchema(widgets=["filename_prefix", "format", "codec"], sockets={"video": "VIDEO"},
                             required_sockets={"video"}),
     # the native path (nodes.py, comfy_extras/nodes_custom_sampler.py, nodes_video.py)
