@@ -48,6 +48,7 @@ def solver_function(name: str):
     """A core sampler function `(model, x, sigmas, extra_args, callback, disable)` stepping with solver `name`."""
     solver_class = SOLVERS[name]
 
+    @torch.no_grad()  # as core's own samplers: outside ComfyUI's executor (scripts, tests) grad mode may be on
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
         schedule, reference_table = schedule_for_sigmas(name, sigmas)

@@ -647,12 +647,17 @@ def check_nested_forward() -> dict:
     return {"video_equal": bool(torch.equal(pv, nested[0])), "audio_equal": bool(torch.equal(pa, nested[1]))}
 
 
-def check_bench(steps: int = 12, repeats: int = 4) -> dict:
+def check_bench(steps: int = 12, repeats: int = 8) -> dict:
     """DiT step time, core path (JointAV Guider + Noise + Solver through core's sampling: what the JointAV Sampler
     node runs) vs the library loop (what the node ran before, and the CLI runs), same model, input and seed,
     interleaved runs in one process; at the default model's default size and at its largest."""
+    from dataclasses import replace
+
     s = Setup()
     solvers = pack("comfy_native.solvers")
+    # the library loop on the MODEL's own DiT (as the node ran it on an Ovi file): same weights, same attention
+    # kernel (core's optimized_attention), so the ratio is the sampling path's alone
+    joint = replace(s.joint, dit=s.patcher.model.diffusion_model.dit)
     seed, prompt, _ = CASES[1]
     conds = s.prompts(prompt)
     rows = []
@@ -660,18 +665,20 @@ def check_bench(steps: int = 12, repeats: int = 4) -> dict:
         latent = s.api.empty_latent(s.joint, duration, size, size)
         sampler = solvers.jointav_sampler("unipc")
         sampler.jointav_solver = "unipc"
-        s.reference(conds, latent, seed, 2, solver="unipc")
+        s.reference(conds, latent, seed, 2, joint=joint, solver="unipc")
         s.core_sample(s.patcher, conds, latent, seed, 2, sampler=sampler)  # warm both
         ref_t, core_t = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            s.reference(conds, latent, seed, steps, solver="unipc")
+            s.reference(conds, latent, seed, steps, joint=joint, solver="unipc")
             ref_t.append((time.perf_counter() - t0) / steps)
             t0 = time.perf_counter()
             s.core_sample(s.patcher, conds, latent, seed, steps, sampler=sampler)
             core_t.append((time.perf_counter() - t0) / steps)
+        pair_ratios = sorted(c / r for c, r in zip(core_t, ref_t))  # each pair ran back to back: same machine load
         rows.append({"duration": duration, "size": size, "library_step_s": min(ref_t), "core_path_step_s": min(core_t),
-                     "ratio_core_over_library": min(core_t) / min(ref_t)})
+                     "ratio_of_best": min(core_t) / min(ref_t),
+                     "ratio_median_of_pairs": pair_ratios[len(pair_ratios) // 2]})
     return {"steps": steps, "repeats": repeats, "rows": rows}
 
 
