@@ -36,7 +36,8 @@ class Sampler(io.ComfyNode):
                 JointAVConditioning.Input("conditioning"),
                 JointAVLatent.Input("latent"),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
-                io.Int.Input("steps", default=50, min=1, max=1000),
+                io.Int.Input("steps", default=0, min=0, max=1000,
+                             tooltip="Sampling steps. 0: the loaded model's own (Ovi: 50; the default model: 24)."),
                 io.Combo.Input("solver", options=SOLVERS, default="unipc"),
                 io.Float.Input("shift", default=5.0, min=0.1, max=100.0, step=0.1,
                                tooltip="Timestep shift of the flow schedule (Ovi: 5)."),
@@ -58,6 +59,7 @@ class Sampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, conditioning, latent, seed: int, steps: int, solver: str, shift: float,
                 video_guidance: float, audio_guidance: float, skip_layer: int) -> io.NodeOutput:
+        steps = steps or model.spec.default_steps
         if library_reason(model, latent) is None:  # the native path: core's guider, noise, solver and management
             with node_errors(cls.NAME):
                 sampled = sample_through_core(model, conditioning, latent, seed=seed, steps=steps, solver=solver,

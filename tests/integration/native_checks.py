@@ -236,6 +236,11 @@ def check_sampler_node_shortcut(steps: int = 12) -> dict:
                     "core_runs": calls["core"], "shared_weights": model.native is core_model if offload == "none" else None,
                     "video": maxdiff(node.video, library.video), "audio": maxdiff(node.audio, library.audio),
                     "provenance_equal": node.provenance == library.provenance, "sampled": node.sampled}
+            if offload == "none":  # steps 0: the model's own count (the embedded default: 24)
+                own = sampler_node.Sampler.execute(model, conditioning, replace(latent, conditionings=[]), 3, 0,
+                                                   "euler", 5.0, 4.0, 3.0, -1).result[0]
+                out["steps 0"] = {"steps_run": own.provenance["sampler"]["steps"],
+                                  "model_default": model.spec.default_steps}
     finally:
         comfy.samplers.CFGGuider.sample = original
     return out

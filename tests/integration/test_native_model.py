@@ -79,8 +79,11 @@ def test_jointav_sampler_node_is_a_shortcut_over_the_native_path(comfy_python):
     Latent) runs through core's CFGGuider.sample on the model's one core-managed copy, and its clip is the library
     loop's within 3e-5 (measured 1.2-2.2e-5: core steps through denoised = x − σ·v, float32 rounding grown by
     guidance), provenance identical; cameo reference tokens (guided and not) ride along and change the clip. With
-    block swap the library loop runs (no core sampling) and gives the library's clip exactly."""
+    block swap the library loop runs (no core sampling) and gives the library's clip exactly. Steps 0 runs the
+    model's own count."""
     result = run_check(comfy_python, "sampler_node_shortcut", "--use-pytorch-cross-attention")
+    steps_zero = result.pop("steps 0")
+    assert steps_zero["steps_run"] == steps_zero["model_default"] == 24, steps_zero  # 0 = the model's own
     assert set(result) == {"none/unipc", "none/euler", "none/unipc/references guided=True",
                            "none/unipc/references guided=False", "blocks 1/unipc"}
     for name, row in result.items():
