@@ -136,7 +136,7 @@ def _size_for(model, args, media=None) -> tuple[int, int]:
     if media is not None and media.frames is not None:
         return tuple(int(v) for v in media.frames.shape[1:3])
     height, width = getattr(args, "size", None) or (None, None)
-    return api._checked_size(model, *api._size_or_default(model, height, width))
+    return api.frame_size(model, height, width)
 
 
 def _run(args, command: str, prompts: list[str], make, sources: dict, cancel_flag=None) -> int:

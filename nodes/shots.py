@@ -75,8 +75,7 @@ class ShotList(io.ComfyNode):
                 height: int) -> io.NodeOutput:
         with node_errors(cls.NAME):
             shot_list = long_form.parse_shot_list(shots)
-            height, width = pipeline._checked_size(model, *pipeline._size_or_default(model, height or None,
-                                                                                      width or None))
+            height, width = pipeline.frame_size(model, height or None, width or None)
             film = FilmInMemory(height, width)
             settings = long_form.Settings(seed=seed, steps=steps or None, solver=solver)
         try:

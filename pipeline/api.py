@@ -224,6 +224,12 @@ def _size_or_default(model: JointModel, height: int | None, width: int | None) -
     return height, width
 
 
+def frame_size(model: JointModel, height: int | None, width: int | None) -> tuple[int, int]:
+    """(height, width) a clip of `model` is made at: both given, or neither (0/None) for the model's default;
+    refused (with the sizes the model takes) unless the model's size rule and area allow it."""
+    return _checked_size(model, *_size_or_default(model, height, width))
+
+
 def _latent(model: JointModel, frames: int, height: int, width: int, batch: int) -> JointLatent:
     spec = model.spec
     latent_frames = (frames - 1) // spec.vae_time_factor + 1

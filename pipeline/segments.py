@@ -187,7 +187,7 @@ def check_media_fits(model: JointModel, clip: MediaClip, what: str, *, need_soun
                               f"(model {model.name}); convert it first, e.g. ffmpeg -i IN -r {model.spec.fps:g} OUT.mp4")
     height, width = clip.frames.shape[1:3]
     try:
-        api._checked_size(model, int(height), int(width))
+        api.frame_size(model, int(height), int(width))
     except InputValueError as e:
         raise InputValueError(f"{what} {clip.path}: frames of {width}x{height} do not fit the model: {e}") from None
     if clip.frames.shape[0] < min_frames:
@@ -291,7 +291,7 @@ def _segment(run: _Run, prompt: str, given: _Given, start_frame: int, tail: _Tai
     """Sample and decode one segment that starts at film frame `start_frame`; returns its frames and sound, with
     the given media in place of the generated where given."""
     model = run.model
-    n, m = held_frames(hold, model), _held_audio(model, hold)
+    m = _held_audio(model, hold)
     spl = model.spec.audio_samples_per_latent
     frames_n = segment_frames(model)
     length = api.empty_latent(model, api.MODEL_DURATION, *size).audio.shape[1]

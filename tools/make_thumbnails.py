@@ -73,7 +73,7 @@ def render_shot_list(prompt: dict) -> torch.Tensor:
     model = api.load_joint_model(None, device="cpu")
     decoders = api.load_decoders(None, None, None, device="cpu")
     n = _node(prompt, "JointAVShotList")
-    height, width = api._checked_size(model, *api._size_or_default(model, n["height"] or None, n["width"] or None))
+    height, width = api.frame_size(model, n["height"] or None, n["width"] or None)
     film = FilmInMemory(height, width)
     long_form.shots(model, decoders, film, long_form.parse_shot_list(n["shots"]), carry=n["carry"],
                     settings=long_form.Settings(seed=n["seed"], steps=n["steps"] or None, solver=n["solver"]))
