@@ -136,6 +136,15 @@ class BlockSwap:
             if id(m) not in streamed:
                 yield m
 
+    def placement_bytes(self) -> int:
+        """An upper bound of the weight bytes a sampling session places on the compute device: the resident part
+        plus, per tower, its largest streamed block for each copy that can be there at once (the running block
+        and `prefetch` ahead). What a host frees before sampling so the session fits."""
+        resident = sum(_nbytes(t) for m in self._resident_modules() for t in _tensors(m, recurse=False))
+        in_flight = sum(max((sum(_nbytes(t) for t in _tensors(tower.blocks[i])) for i in self.streamed), default=0)
+                        for tower in self._towers.values())
+        return resident + in_flight * min(self.prefetch + 1, len(self.streamed))
+
     def _count(self, delta: int) -> None:
         self.resident_bytes += delta
         self.peak_resident_bytes = max(self.peak_resident_bytes, self.resident_bytes)

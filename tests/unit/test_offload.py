@@ -76,6 +76,20 @@ def test_peak_resident_bytes_are_the_placed_part_plus_two_streamed_blocks(plain,
     assert swap.peak_resident_bytes == total - TINY.num_layers * block + 3 * block
 
 
+@pytest.mark.parametrize("policy", ["cpu", "blocks 1", "blocks 2"])
+def test_placement_bytes_announce_the_peak_before_any_forward(plain, inputs, policy):
+    # what the JointAV Sampler asks ComfyUI to free before a block-swap run: known before sampling, and what
+    # the run then really peaks at (with every block streamed, less than the whole model)
+    model = copy.deepcopy(plain)
+    swap = BlockSwap(model, policy, compute="cpu")
+    announced = swap.placement_bytes()
+    with swap.session():
+        _forward(model, inputs)
+    assert announced == swap.peak_resident_bytes <= _weight_bytes(model)
+    if policy == "cpu":
+        assert announced < _weight_bytes(model)
+
+
 def test_a_forward_that_raises_leaves_nothing_on_the_compute_device(plain, inputs):
     model = copy.deepcopy(plain)
     swap = BlockSwap(model, "cpu", compute="cpu")
