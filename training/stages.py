@@ -455,15 +455,70 @@ def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u)
 
 
+# Long-form holds a fine-tune can teach (issue 18), each the share of clips that get it; the rest keep the
+# shipped mix (a clean first frame for p_first_frame of them). Drawn from their own random stream, so with all
+# shares 0 every batch is the one the shipped model was trained on.
+LONG_FORM_HOLDS = {"segment_tail": 0.15, "whole_audio": 0.1, "whole_video": 0.1}
+HOLD_STREAM = 18
+
+
+def hold_masks(kinds: list[str | None], video_frames: int, audio_length: int, tail_frames: int,
+               tail_audio: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(video_clean `[B, F]`, audio_clean `[B, L]`) bool for one batch's hold kinds: "first_frame" (latent frame
+    0), "segment_tail" (the first `tail_frames` latent frames and the `tail_audio` audio positions covering
+    them: what an extension holds from the segment before), "whole_audio" (audio-to-video), "whole_video"
+    (video-to-audio), None (nothing held)."""
+    video = torch.zeros(len(kinds), video_frames, dtype=torch.bool)
+    audio = torch.zeros(len(kinds), audio_length, dtype=torch.bool)
+    for b, kind in enumerate(kinds):
+        if kind == "first_frame":
+            video[b, 0] = True
+        elif kind == "segment_tail":
+            video[b, :tail_frames] = True
+            audio[b, :tail_audio] = True
+        elif kind == "whole_audio":
+            audio[b] = True
+        elif kind == "whole_video":
+            video[b] = True
+        elif kind is not None:
+            raise ValueError(f"hold kind {kind!r}: expected first_frame, segment_tail, whole_audio, whole_video or None")
+    return video, audio
+
+
+def draw_holds(rng: np.random.Generator, batch: int, p_first_frame: float, long_form: dict[str, float]
+               ) -> list[str | None]:
+    """One hold kind per clip: a long-form kind with its share, else a clean first frame with p_first_frame."""
+    kinds = []
+    for _ in range(batch):
+        u, kind = rng.random(), None
+        for name, p in long_form.items():
+            if u < p:
+                kind = name
+                break
+            u -= p
+        kinds.append(kind)
+    return kinds
+
+
 def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
             shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, p_cameo: float = 0.5,
             p_cameo_caption_alone: float = 0.15, progress: bool = True, stop_at: int | None = None,
-            device: str = "cpu", lr: float = 1e-3):
+            device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None):
     """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
     and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
     p_cameo_caption_alone it gets that caption without references, so that without a cameo the model picks a
-    character of its own (the baseline the cameo test compares against)."""
+    character of its own (the baseline the cameo test compares against).
+    long_form_holds: shares of clips trained with long-form holds (LONG_FORM_HOLDS: an extension's held tail,
+    whole audio, whole video), held clean and flagged to the model as the sampler's "clean" hold mode does, and
+    left out of the loss; None trains the shipped mix only."""
+    from ..pipeline.specs import DEFAULT_SPEC
+    from ..samplers.conditioning import audio_positions_covering
+
+    long_form = dict(long_form_holds or {})
+    tail_frames = 2  # pipeline.segments.DEFAULT_HOLD: latent frames an extension holds
+    tail_audio = audio_positions_covering(tail_frames, DEFAULT_SPEC.vae_time_factor, DEFAULT_SPEC.fps,
+                                          DEFAULT_SPEC.audio_samples_per_latent / DEFAULT_SPEC.audio_sample_rate)
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
@@ -493,6 +548,9 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
                 captions.append(training_caption(spec, rng))
             refs.append(i if cameo else None)
         first_frame = torch.from_numpy(rng.random(batch) < p_first_frame)
+        kinds = draw_holds(step_rng(seed, k, HOLD_STREAM), batch, p_first_frame, long_form) if long_form else []
+        kinds = [kind or ("first_frame" if bool(ff) else None) for kind, ff in zip(kinds, first_frame)] if kinds \
+            else ["first_frame" if bool(ff) else None for ff in first_frame]
         gen = step_generator(seed, k)
         x0v, x0a = video[idx], audio[idx]
         nv = torch.randn(x0v.shape, generator=gen).to(device)
@@ -500,18 +558,20 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         sigma = shifted_sigma(torch.rand(batch, generator=gen), shift).to(device)
         sv, sa = sigma.view(-1, 1, 1, 1, 1), sigma.view(-1, 1, 1)
         xv, xa = (1 - sv) * x0v + sv * nv, (1 - sa) * x0a + sa * na
-        clean = torch.zeros(batch, x0v.shape[2], dtype=torch.bool)
-        clean[:, 0] = first_frame
-        clean = clean.to(device)
-        xv[:, :, 0][clean[:, 0]] = x0v[:, :, 0][clean[:, 0]]
+        clean, audio_clean = hold_masks(kinds, x0v.shape[2], x0a.shape[1], tail_frames, tail_audio)
+        clean, audio_clean = clean.to(device), audio_clean.to(device)
+        xv = torch.where(clean[:, None, :, None, None], x0v, xv)
+        xa = torch.where(audio_clean[:, :, None], x0a, xa)
         context = model.text_encoder.encode(captions)  # (on the model's device)
         with_refs = any(r is not None for r in refs)
         pv, pa = model.dit(xv, xa, 1000 * sigma, context, context, video_clean=clean,
+                           audio_clean=audio_clean if bool(audio_clean.any()) else None,
                            video_reference=[None if r is None else ref_video[r] for r in refs] if with_refs else None,
                            audio_reference=[None if r is None else ref_audio[r] for r in refs] if with_refs else None)
         weight = (~clean).float().view(batch, 1, -1, 1, 1).expand_as(pv)
-        loss_v = ((pv - (nv - x0v)).square() * weight).sum() / weight.sum()
-        loss_a = (pa - (na - x0a)).square().mean()
+        loss_v = ((pv - (nv - x0v)).square() * weight).sum() / weight.sum().clamp(min=1.0)
+        audio_weight = (~audio_clean).float()[:, :, None].expand_as(pa)
+        loss_a = ((pa - (na - x0a)).square() * audio_weight).sum() / audio_weight.sum().clamp(min=1.0)
         return {"loss": loss_v + loss_a, "video": loss_v.detach(), "audio": loss_a.detach()}
 
     cfg = LoopConfig("dit", steps=steps, lr=lr, minutes=minutes, warmup=100, ema_decay=0.995, seed=seed,

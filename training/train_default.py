@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=None, help="video_vae: frames per training clip (default: whole clips)")
     p.add_argument("--train-shift", type=float, default=None, help="dit: time shift of the training noise levels "
                    "(default 3; the sampler's is 5)")
+    p.add_argument("--long-form-holds", action="store_true",
+                   help="dit: also train the long-form holds (an extension's held tail, whole audio, whole video; "
+                        "shares in stages.LONG_FORM_HOLDS), for a fine-tune of the shipped model")
     p.add_argument("--adopt", type=Path, default=None, help="first make the workdir start from this trained bundle")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
@@ -237,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         run_stage(stage, args.workdir, args.plan, args.out, args.shard, args.shards, args.device,
                   minutes=args.minutes, steps=args.steps, batch=args.batch, workers=args.workers, clips=args.clips,
                   resume=args.resume, lr=args.lr, crop=args.crop if stage in ("video_vae", "video_decoder") else None,
-                  shift=args.train_shift if stage == "dit" else None)
+                  shift=args.train_shift if stage == "dit" else None,
+                  long_form_holds=stages.LONG_FORM_HOLDS if stage == "dit" and args.long_form_holds else None)
     return 0
 
 

@@ -3,6 +3,7 @@ stages chain into a bundle that the pipeline loads and samples from. Toy sizes: 
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,7 +42,7 @@ def _fake_latents(workdir, n=6):
                 "specs": specs}, workdir / "latents-0-of-1.pt")
 
 
-@pytest.mark.parametrize("stage", ["audio_vae", "dit"])
+@pytest.mark.parametrize("stage", ["audio_vae", "dit", "dit long-form holds"])
 def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
     torch.set_num_threads(1)
     one, split = tmp_path / "one", tmp_path / "split"
@@ -53,15 +54,43 @@ def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
 
         def run(d, **kw):
             return stages.run_dit(d, 4, None, batch=2, progress=False, **kw)
+    elif stage == "dit long-form holds":
+        for d in (one, split):
+            _fake_latents(d)
+
+        def run(d, **kw):
+            return stages.run_dit(d, 4, None, batch=4, progress=False, long_form_holds=stages.LONG_FORM_HOLDS, **kw)
     else:
         def run(d, **kw):
             return stages.run_audio_vae(d, 4, None, batch=2, stats_clips=4, progress=False, **kw)
 
     run(one, resume=False)
     run(split, resume=False, stop_at=2)
-    assert _saved(split, stage)["step"] == 2
+    name = stage.split()[0]
+    assert _saved(split, name)["step"] == 2
     run(split, resume=True)
-    _assert_same_run(_saved(one, stage), _saved(split, stage))
+    _assert_same_run(_saved(one, name), _saved(split, name))
+
+
+def test_hold_masks_mark_what_each_long_form_hold_keeps_clean():
+    video, audio = stages.hold_masks(["first_frame", "segment_tail", "whole_audio", "whole_video", None],
+                                     video_frames=7, audio_length=63, tail_frames=2, tail_audio=10)
+    assert video.tolist()[0] == [True] + [False] * 6 and not audio[0].any()
+    assert video.tolist()[1] == [True, True] + [False] * 5 and audio[1].tolist() == [True] * 10 + [False] * 53
+    assert not video[2].any() and audio[2].all()
+    assert video[3].all() and not audio[3].any()
+    assert not video[4].any() and not audio[4].any()
+    with pytest.raises(ValueError, match="hold kind 'middle'"):
+        stages.hold_masks(["middle"], 7, 63, 2, 10)
+
+
+def test_long_form_holds_are_drawn_at_their_shares_and_leave_the_shipped_mix_alone():
+    shares = {"segment_tail": 0.15, "whole_audio": 0.1, "whole_video": 0.1}
+    kinds = stages.draw_holds(np.random.default_rng(0), 20000, 0.2, shares)
+    for name, p in shares.items():
+        assert abs(kinds.count(name) / len(kinds) - p) < 0.01, name
+    assert kinds.count(None) / len(kinds) == pytest.approx(0.65, abs=0.01)  # these keep the first-frame draw
+    assert stages.draw_holds(np.random.default_rng(0), 5, 0.2, {}) == [None] * 5
 
 
 def test_stages_chain_into_a_bundle_the_pipeline_samples_from(tmp_path):
