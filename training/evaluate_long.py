@@ -268,16 +268,18 @@ def main(argv=None) -> int:
     p.add_argument("--hold", type=int, default=long_form.DEFAULT_HOLD)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--hold-mode", default="auto", choices=["auto", "clean", "noised"])
+    p.add_argument("--seed", type=int, default=EVAL_SEED, help=f"clip seed (default: the tests' {EVAL_SEED}; "
+                                                               "choose others to validate a candidate)")
     args = p.parse_args(argv)
     for name in args.what.split(","):
         if name == "a2v":
-            result = evaluate_a2v(args.n, args.steps, hold_mode=args.hold_mode)
+            result = evaluate_a2v(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode)
         elif name == "v2a":
-            result = evaluate_v2a(args.n, args.steps, hold_mode=args.hold_mode)
+            result = evaluate_v2a(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode)
         elif name == "shots":
-            result = evaluate_shots(args.n, args.steps)
+            result = evaluate_shots(args.n, args.steps, seed=args.seed)
         elif name == "extend":
-            result = evaluate_extension(args.films, args.to, args.steps, hold=args.hold)
+            result = evaluate_extension(args.films, args.to, args.steps, seed=args.seed, hold=args.hold)
         else:
             print(f"error: --what {name!r}: expected a2v, v2a, shots or extend", file=sys.stderr)
             return 2
