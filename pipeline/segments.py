@@ -30,10 +30,9 @@ from .types import Decoders, JointLatent, JointModel
 
 log = logging.getLogger(__name__)
 
-# The holds each family's weights were trained with (Ovi: a clean first frame only). The embedded default was
-# fine-tuned with the long-form holds too (training --long-form-holds; default_model/TRAINING.md).
-TRAINED_HOLDS: dict[str, frozenset[str]] = {
-    "jointav-default": frozenset({"first_frame", "segment_tail", "whole_audio", "whole_video"})}
+# The holds each family's weights were trained with (the shipped default model and Ovi: a clean first frame only).
+# A model fine-tuned for issue 18 adds "segment_tail", "whole_audio", "whole_video" here.
+TRAINED_HOLDS: dict[str, frozenset[str]] = {}
 DEFAULT_TRAINED_HOLDS = frozenset({"first_frame"})
 HOLD_MODES = ("auto", "clean", "noised")
 # Latent frames a segment holds from the one before (5 video frames): on 4 films extended to 20 s it kept the

@@ -354,12 +354,7 @@ def test_graph_latents_refuse_short_inputs(parts, toy_clip):
 
 def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch):
     model, _ = parts
-    # the shipped default was fine-tuned with every long-form hold
-    for hold in ("segment_tail", "whole_audio", "whole_video"):
-        assert long_form.hold_mode_for(model, hold) == "clean", hold
-    # weights trained with a clean first frame only (Ovi): leading clean frames yes, whole modalities by replacement
-    monkeypatch.setitem(long_form.TRAINED_HOLDS, model.spec.family, frozenset({"first_frame"}))
-    assert long_form.hold_mode_for(model, "segment_tail") == "clean"
+    assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # leading clean frames, as the trained first frame
     assert long_form.hold_mode_for(model, "whole_audio") == "noised"
     assert long_form.hold_mode_for(model, "whole_video") == "noised"
     monkeypatch.setitem(long_form.TRAINED_HOLDS, model.spec.family, frozenset({"first_frame", "whole_audio"}))
@@ -370,12 +365,11 @@ def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):
     spy = SampleSpy(monkeypatch)
     wav = tmp_path / "in.wav"
     write_audio(wav, {"waveform": torch.from_numpy(toy_clip.audio)[None, None], "sample_rate": MODEL_RATE})
-    # auto: the shipped default was trained with whole-audio holds, so clean (the provenance names only "noised")
     assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
-    assert "hold_mode" not in spy.calls[0][1].provenance["sampler"]
-    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "noised",
+    assert spy.calls[0][1].provenance["sampler"]["hold_mode"] == "noised"
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "clean",
                "--out", tmp_path / "b.mp4") == 0
-    assert spy.calls[-1][1].provenance["sampler"]["hold_mode"] == "noised"
+    assert "hold_mode" not in spy.calls[-1][1].provenance["sampler"]
 
 
 def test_the_last_segment_of_a_film_uses_every_frame_its_sound_reaches(tmp_path, monkeypatch):
