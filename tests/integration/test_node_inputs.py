@@ -46,7 +46,7 @@ def test_a_combo_value_not_offered_is_refused_before_the_run(comfy, class_type, 
 @pytest.mark.parametrize("class_type,node_name,name,value,expected", [
     ("JointAVEmptyLatent", "JointAV Empty Latent", "width", "abc", "width='abc' is not a whole number"),
     ("JointAVSampler", "JointAV Sampler", "shift", "fast", "shift='fast' is not a number"),
-    ("JointAVSampler", "JointAV Sampler", "steps", 0, "steps=0 is outside the allowed range 1 to 1000"),
+    ("JointAVSampler", "JointAV Sampler", "steps", -1, "steps=-1 is outside the allowed range 0 to 1000"),
 ])
 def test_a_value_of_the_wrong_type_names_the_node_and_the_input(comfy, class_type, node_name, name, value, expected):
     prompt = variant(api_workflow(BASE), **{class_type: {name: value}})
