@@ -66,6 +66,7 @@ class JointAVGuider(comfy.samplers.CFGGuider):
         self.skip_layer = resolve_skip_layer(int(skip_layer), model, self.NODE)
         self.reference_guidance = resolve_reference_guidance(reference_guidance, model, self.NODE)
         self.layout = model.diffusion_model.layout
+        self._scales, self._scales_key = None, None  # stream_scales' table and the (shape, device, dtype) it is for
 
     def set_conds(self, positive, video_negative, audio_negative=None):
         pos = [[c[0], {**c[1], "jointav_pass": "positive"}] for c in positive]
@@ -87,7 +88,7 @@ class JointAVGuider(comfy.samplers.CFGGuider):
         if is_nested(x):
             return [self.video_scale, self.audio_scale]
         key = (tuple(x.shape), x.device, x.dtype)
-        if getattr(self, "_scales_key", None) != key:  # one table per run: the shape holds for every step
+        if self._scales_key != key:  # one table per run: the shape holds for every step
             mask = self.layout.stream_mask(key[0], device=x.device).to(x.dtype)
             self._scales, self._scales_key = self.audio_scale + (self.video_scale - self.audio_scale) * mask, key
         return self._scales

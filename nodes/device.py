@@ -13,13 +13,6 @@ def torch_device() -> torch.device:
     return mm.get_torch_device()
 
 
-def weight_bytes(module: object) -> int:
-    """Bytes of a module's parameters (what moving it to the GPU costs)."""
-    if not isinstance(module, torch.nn.Module):
-        return 0
-    return sum(t.numel() * t.element_size() for t in module.parameters())
-
-
 def make_room(nbytes: int, device: torch.device) -> None:
     """Ask ComfyUI to unload its own models (text encoders, other diffusion models) so `nbytes` of ours fit.
 
@@ -29,11 +22,6 @@ def make_room(nbytes: int, device: torch.device) -> None:
     if device.type == "cpu" or nbytes <= 0:
         return
     mm.free_memory(nbytes + mm.minimum_inference_memory(), device)
-
-
-def load_native(patcher) -> None:
-    """Have core model management place a core-managed model's weights for compute (fully or partially)."""
-    mm.load_models_gpu([patcher])
 
 
 def release_cache() -> None:

@@ -12,8 +12,7 @@ from ..comfy_native.shortcut import library_reason, sample_through_core
 from ..errors import GenerationInterrupted
 from ..models.offload import find_block_swap
 from ..pipeline import api as pipeline
-from .device import (StepProgress, interrupted_exception, load_native, make_room, raise_if_interrupted,
-                     weight_bytes)
+from .device import StepProgress, interrupted_exception, make_room, raise_if_interrupted
 from .failures import node_errors
 from .types import CATEGORY, JointAVConditioning, JointAVLatent, JointAVModel
 from .validation import validate
@@ -68,13 +67,10 @@ class Sampler(io.ComfyNode):
                                               audio_guidance=audio_guidance, skip_layer=skip_layer,
                                               progress=StepProgress(steps))
             return io.NodeOutput(sampled)
+        # The library loop runs only for block swap (library_reason): a JointModel with a core MODEL samples above.
         swap = find_block_swap(model.dit)
-        if swap is not None:  # block swap: what the session places on the GPU (resident part + blocks in flight)
+        if swap is not None:  # what the session places on the GPU (resident part + blocks in flight)
             make_room(swap.placement_bytes(), model.device)
-        elif model.native is None:
-            make_room(weight_bytes(model.dit), model.device)  # the weights move to the GPU for the loop
-        if model.native is not None:  # weights managed by core (an Ovi file): core places them for the loop
-            load_native(model.native)
         try:
             with node_errors(cls.NAME):
                 sampled = pipeline.sample(model, conditioning, latent, seed=seed, steps=steps, solver=solver,
