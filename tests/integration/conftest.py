@@ -124,6 +124,17 @@ def comfy(tmp_path_factory, request):
             sys.stderr.write(f"\n----- ComfyUI server log (tail) -----\n{server.log_tail()}\n")
 
 
+@pytest.fixture(scope="module")
+def comfy_python(request):
+    """The python of ComfyUI's venv, its requirements in place, for checks that run in a ComfyUI process of their
+    own (native_runner.py)."""
+    found = find_comfyui()
+    if isinstance(found, str):
+        pytest.skip(f"INTEGRATION TIER NOT RUN: {found}")
+    _ensure_dependencies(found[1], say=lambda line: _say(request.config, line))
+    return found[1]
+
+
 @pytest.fixture(scope="session")
 def default_spec():
     """Timing and presets of the embedded default model, read from the model itself."""

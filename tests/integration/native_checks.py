@@ -159,6 +159,7 @@ def check_solvers(steps: int = 24) -> dict:
     """JointAV Solver (Ovi's UniPC / DPM++ / Euler as a core SAMPLER) + JointAV Scheduler's sigmas on the core path
     vs the JointAV Sampler's library loop with the same solver; plus core's own uni_pc on the same sigmas."""
     import comfy.samplers
+    import torch
 
     solvers = pack("comfy_native.solvers")
     s = Setup()
@@ -167,7 +168,6 @@ def check_solvers(steps: int = 24) -> dict:
         conds = s.prompts(prompt)
         latent = s.api.empty_latent(s.joint, duration, 64, 64)
         if first_frame:  # image-to-AV: frame 0 held (noise_mask on the core path, keep mask in the library)
-            import torch
             first = torch.randn(1, latent.video.shape[1], 1, *latent.video.shape[3:],
                                 generator=torch.Generator().manual_seed(9))
             latent.conditionings.append(pack("samplers").FirstFrame(first))
@@ -196,6 +196,8 @@ def check_sampler_node_shortcut(steps: int = 12) -> dict:
 
     from dataclasses import replace
 
+    import torch
+
     loaders, prompt, latents, sampler_node = (pack(f"nodes.{m}") for m in ("loaders", "prompt", "latents", "sampler"))
     calls = {"core": 0}
     original = comfy.samplers.CFGGuider.sample
@@ -215,7 +217,6 @@ def check_sampler_node_shortcut(steps: int = 12) -> dict:
             latent = latents.EmptyLatent.execute(model, "1s", 64, 64, 1).result[0]
             cases = [("unipc", None), ("euler", None)] if offload == "none" else [("unipc", None)]
             if offload == "none":  # reference tokens (a cameo's face and voice), guided or not
-                import torch
                 g = torch.Generator().manual_seed(5)
                 video_ref = torch.randn(1, latent.video.shape[1], 1, *latent.video.shape[3:], generator=g)
                 audio_ref = torch.randn(1, 12, latent.audio.shape[2], generator=g)
@@ -517,8 +518,6 @@ def _unet_loader(path: Path):
 
 def check_unet_loader() -> dict:
     """Core Load Diffusion Model on small Ovi-shaped files: bf16, fp8 (with and without scales), prefixed."""
-    import torch
-
     s = Setup()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .comfy_server import find_comfyui, saved_files, status_message
-from .conftest import _ensure_dependencies, _say
+from .comfy_server import saved_files, status_message
+from .native_runner import run_check_script
 from .workflows import api_workflow, inputs_of, node_id_of
 
 CHECKS = Path(__file__).with_name("native_cameo_checks.py")
@@ -29,24 +28,8 @@ NAME = "Native Character"
 RECORDING = "native_cameo_character.mp4"
 
 
-@pytest.fixture(scope="module")
-def comfy_python(request):
-    found = find_comfyui()
-    if isinstance(found, str):
-        pytest.skip(f"INTEGRATION TIER NOT RUN: {found}")
-    _ensure_dependencies(found[1], say=lambda line: _say(request.config, line))
-    return found[1]
-
-
 def run_check(python, name: str, *comfy_args: str, timeout: float = 900) -> dict:
-    done = subprocess.run([str(python), str(CHECKS), name, *comfy_args], capture_output=True, text=True,
-                          timeout=timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"check {name} failed ({done.returncode}):\n{done.stdout[-3000:]}\n" \
-                                           f"{done.stderr[-6000:]}"
-    result = json.loads(lines[-1][len("RESULT "):])
-    print(f"{name}: {json.dumps(result)}")
-    return result
+    return run_check_script(CHECKS, python, name, *comfy_args, timeout=timeout)
 
 
 def test_core_path_with_a_cameo_reproduces_the_library(comfy_python):

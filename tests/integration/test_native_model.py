@@ -7,37 +7,18 @@ Each check runs in its own ComfyUI process (core reads its command line once, at
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .comfy_server import find_comfyui
-from .conftest import _ensure_dependencies, _say
+from .native_runner import run_check_script
 
 CHECKS = Path(__file__).with_name("native_checks.py")
 PARITY_ATOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def comfy_python(request):
-    found = find_comfyui()
-    if isinstance(found, str):
-        pytest.skip(f"INTEGRATION TIER NOT RUN: {found}")
-    _ensure_dependencies(found[1], say=lambda line: _say(request.config, line))
-    return found[1]
-
-
 def run_check(python, name: str, *comfy_args: str, timeout: float = 900) -> dict:
-    done = subprocess.run([str(python), str(CHECKS), name, *comfy_args], capture_output=True, text=True,
-                          timeout=timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"check {name} failed ({done.returncode}):\n{done.stdout[-3000:]}\n" \
-                                           f"{done.stderr[-6000:]}"
-    result = json.loads(lines[-1][len("RESULT "):])
-    print(f"{name}: {json.dumps(result)}")
-    return result
+    return run_check_script(CHECKS, python, name, *comfy_args, timeout=timeout)
 
 
 def test_core_path_reproduces_the_jointav_sampler(comfy_python):
