@@ -98,15 +98,17 @@ class ImageToAVLatentNative(io.ComfyNode):
                 JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the first frame."),
                 io.Image.Input("image"),
                 io.Combo.Input("duration", options=DURATIONS, default=pipeline.MODEL_DURATION, tooltip=DURATION_TIP),
-                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
-                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True),
+                io.Int.Input("width", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True,
+                             tooltip="0: from the image (fitted to the model's pixel area and multiple)."),
+                io.Int.Input("height", default=0, min=0, max=MAX_SIZE, step=SIZE_STEP, optional=True,
+                             tooltip="0: from the image (fitted to the model's pixel area and multiple)."),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
     def validate_inputs(cls, **values) -> bool | str:
-        return validate(cls, values)
+        return validate(cls, values, extra=lambda v: size_rules(cls.NAME, v))
 
     @classmethod
     def execute(cls, model, decoders, image, duration: str, width: int = 0, height: int = 0) -> io.NodeOutput:

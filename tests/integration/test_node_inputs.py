@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .comfy_server import status_message
-from .workflows import api_workflow, node_id_of, variant
+from .workflows import api_workflow, inputs_of, node_id_of, variant
 
 BASE = "jointav_default_text_to_av"
 SAVED_WITH_OLD_NAME = Path(__file__).resolve().parents[1] / "unit" / "data" / "sampler_saved_with_slg_layer.json"
@@ -128,3 +128,33 @@ def test_an_api_workflow_saved_with_the_old_slg_layer_name_still_runs(comfy):
     entry = comfy.run(saved)
     error = status_message(entry, "execution_error")
     assert error is not None and "skip_layer=7" in error["exception_message"], json.dumps(entry["status"])[:2000]
+
+
+def _image_latent_prompt(class_type: str) -> dict:
+    """A workflow with an image-to-AV latent node: the shipped example, or for the native twin the native example
+    with its empty latent replaced by the twin fed from core's EmptyImage."""
+    if class_type == "JointAVImageToAVLatent":
+        return api_workflow("jointav_default_image_to_av")
+    prompt = api_workflow("jointav_default_native_text_to_av")
+    empty = node_id_of(prompt, "JointAVEmptyAVLatent")
+    model = prompt[empty]["inputs"]["model"]
+    prompt["91"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}}
+    prompt[empty] = {"class_type": class_type, "inputs": {
+        "model": model, "decoders": [node_id_of(prompt, "JointAVLoadDecoders"), 0], "image": ["91", 0],
+        "duration": "2s", "width": 64, "height": 64}}
+    return prompt
+
+
+@pytest.mark.parametrize("class_type,node_name", [("JointAVImageToAVLatent", "JointAV Image To AV Latent"),
+                                                  ("JointAVImageToAVLatentNative",
+                                                   "JointAV Image To AV Latent (native)")])
+@pytest.mark.parametrize("width,height,expected", [
+    (48, 0, "width=48, height=0: give both sizes, or 0 for both"),
+    (72, 64, "width=72 must be 0 (the model's default) or a multiple of 16"),
+])
+def test_both_image_to_av_latent_nodes_refuse_a_size_before_the_run(comfy, class_type, node_name, width, height,
+                                                                    expected):
+    prompt = _image_latent_prompt(class_type)
+    inputs_of(prompt, class_type).update(width=width, height=height)
+    details = _refusal(comfy, prompt, class_type)
+    assert any(node_name + ": " + expected in d for d in details), details
