@@ -3,6 +3,8 @@ the way core builds a detected model (model config → BaseModel from comfy.ops 
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
@@ -109,6 +111,14 @@ def load_for_node(path: str | None, *, weight_dtype: str, attention_backend: str
             joint = replace(joint, dit=shared_dit(patcher), native=patcher)
         return joint, patcher, clip
     check_fusion_file(path)
+    if offload != "none":
+        # A second, block-swapped copy of an Ovi-size DiT would double its RAM, and swapping the core MODEL's own
+        # blocks would fight core's placement; core already streams what does not fit (partial loading).
+        logging.warning(
+            "JointAV Load Model: offload=%r does not apply to %s (an Ovi file): ComfyUI's memory management places "
+            "its weights and streams the layers that do not fit on the GPU (start ComfyUI with --lowvram or "
+            "--reserve-vram to keep more free); block swap applies to the embedded default and JointAV bundles",
+            offload, Path(path).name)
     spec = spec_for_file(path, family)
     patcher = load_ovi_file(path, weight_dtype, spec)
     joint = JointModel(dit=shared_dit(patcher), spec=spec, name=Path(path).name, source=str(path), device=device,

@@ -15,7 +15,7 @@ from ..comfy_native.loading import load_for_node
 from ..models.attention import BACKENDS
 from ..pipeline import api as pipeline
 from ..pipeline.specs import DEFAULT_SPEC, FAMILIES
-from .device import make_room, torch_device
+from .device import torch_device
 from .failures import node_errors
 from .types import CATEGORY, JointAVDecoders, JointAVModel
 from .validation import validate
@@ -101,9 +101,11 @@ class LoadModel(io.ComfyNode):
                 io.Combo.Input("attention_backend", options=ATTENTION_BACKENDS, default="auto",
                                tooltip="Attention kernel; auto picks the fastest one installed for the device."),
                 io.Combo.Input("offload", options=OFFLOAD_POLICIES, default="none",
-                               tooltip="Block swap for GPUs too small for the model. cpu: weights stay in RAM and every "
-                                       "DiT block streams to the GPU just before use; blocks N: only the last N "
-                                       "blocks stream, the rest sit on the GPU while sampling. Same output."),
+                               tooltip="Block swap for GPUs too small for the model (embedded default and JointAV "
+                                       "bundles; for Ovi files ComfyUI's memory management streams what does not "
+                                       "fit). cpu: weights stay in RAM and every DiT block streams to the GPU just "
+                                       "before use; blocks N: only the last N blocks stream, the rest sit on the GPU "
+                                       "while sampling. Same output."),
                 io.Combo.Input("family", options=FAMILY_CHOICES, default="auto",
                                tooltip="auto: read from the published file name (model.safetensors = Ovi 1.0 720, "
                                        "model_960x960.safetensors = 960 5 s, model_960x960_10s.safetensors = 1.1 10 s)."
@@ -126,9 +128,7 @@ class LoadModel(io.ComfyNode):
     def execute(cls, model_name: str, weight_dtype: str, attention_backend: str, offload: str,
                 family: str) -> io.NodeOutput:
         path = resolve(cls.NAME, "model_name", model_name, "diffusion_models")
-        device = torch_device()
-        if path is not None and offload == "none":
-            make_room(os.path.getsize(path), device)  # the file size: about what its weights take on the device
+        device = torch_device()  # the weights go where core's model management puts them, when a sampler runs
         with node_errors(cls.NAME, {"model_name": path}):
             model, core_model, clip = load_for_node(path, weight_dtype=weight_dtype,
                                                     attention_backend=attention_backend, device=device,

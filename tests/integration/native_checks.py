@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -562,8 +563,23 @@ def check_shortcut() -> dict:
         latent = s.api.empty_latent(joint, "5s", 64, 64)
         ref_v, ref_a = s.reference(conds, latent, 3, 6, joint=joint, skip_layer=1)
         v, a = s.core_sample(patcher, conds, latent, 3, 6, skip_layer=1)
+        # block swap asked for an Ovi file: said, not applied (core's partial loading streams these weights)
+        warnings = []
+        handler = logging.Handler()
+        handler.emit = lambda record: warnings.append(record.getMessage())
+        logging.getLogger().addHandler(handler)
+        try:
+            swapped, swapped_patcher, _ = loading.load_for_node(
+                str(path), weight_dtype="auto", attention_backend="auto", device=torch.device("cpu"),
+                offload="blocks 1", family="auto")
+        finally:
+            logging.getLogger().removeHandler(handler)
         return {"shared_weights": shared, "video": maxdiff(v, ref_v), "audio": maxdiff(a, ref_a),
-                "magnitude": float(ref_v.abs().max()), "family": joint.spec.family}
+                "magnitude": float(ref_v.abs().max()), "family": joint.spec.family,
+                "offload_blocks_1": {"warnings": [w for w in warnings if "JointAV" in w],
+                                     "one_copy": swapped.native is swapped_patcher
+                                     and swapped.dit.video_model is swapped_patcher.model.diffusion_model.video_model,
+                                     "offload": swapped.offload}}
 
 
 def check_bad_input() -> dict:

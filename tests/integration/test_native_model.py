@@ -180,6 +180,11 @@ def test_jointav_load_model_shares_one_core_managed_copy(comfy_python):
     result = run_check(comfy_python, "shortcut", "--use-pytorch-cross-attention")
     assert result["shared_weights"], result
     assert result["video"] <= PARITY_ATOL and result["audio"] <= PARITY_ATOL, result
+    # block swap asked for an Ovi file: core's partial loading streams its weights; the node says so, one copy
+    asked = result["offload_blocks_1"]
+    assert asked["one_copy"] and asked["offload"] == "none", asked
+    assert len(asked["warnings"]) == 1 and "offload='blocks 1' does not apply" in asked["warnings"][0] \
+        and "ComfyUI's memory management" in asked["warnings"][0], asked
 
 
 def test_bad_input_is_named(comfy_python):
