@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_HOLD", "DEFAULT_TRAINED_HOLDS", "HOLD_MODES", "MAX_SECONDS", "TRAINED_HOLDS", "RunReport", "Settings", "Shot",
            "animate", "check_media_fits", "extend", "foley", "hold_mode_for", "parse_seconds", "parse_shot",
-           "parse_shot_list", "shots", "subject_reference"]
+           "parse_shot_list", "shots", "subject_crops", "subject_reference"]
 
 
 def extend(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, *, to_seconds: float,
@@ -167,23 +167,31 @@ def parse_shot_list(text: str, what: str = "shots") -> list[Shot]:
 CARRY_CHOICES = ("subject", "none")
 
 
-def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray, sound: np.ndarray) -> ReferenceTokens:
-    """The subject of a shot as reference tokens, picked the way a cameo profile's are (cameo.reference_media): its
-    sharpest centred-subject crops (the whole middle frame when no subject is centred) and its longest voiced
-    stretch (none when the shot has no voice: then only its look is carried)."""
-    from ..cameo.conditioning import encode_pictures
-    from ..cameo.encode import MAX_REFERENCE_SIZE, reference_grid
-    from ..cameo.reference_media import VOICE_RATE, crop_side, pick_frames, square_crop, voiced_segment
+def subject_crops(frames: np.ndarray, fps: float, grid: int) -> np.ndarray:
+    """The subject of a shot as pictures, picked the way a cameo profile's are (cameo.reference_media): its two
+    sharpest centred-subject crops, their side a multiple of `grid` pixels (the whole middle frame when no subject
+    is centred). uint8 `[k, S, S, 3]`. Training carries subjects across clips with the same pictures."""
+    from ..cameo.encode import MAX_REFERENCE_SIZE
+    from ..cameo.reference_media import crop_side, pick_frames, square_crop
 
-    times = np.arange(len(frames)) / model.spec.fps
-    grid = reference_grid(decoders.video_vae)
+    times = np.arange(len(frames)) / fps
     try:
         picks = pick_frames(frames, times, 2)
         side = min(MAX_REFERENCE_SIZE, max(grid, math.ceil(crop_side(frames.shape[1:], picks[0].box) / grid) * grid))
-        crops = np.stack([square_crop(frames[p.index], p.box, side) for p in picks])
+        return np.stack([square_crop(frames[p.index], p.box, side) for p in picks])
     except InputValueError as e:
         log.info("shots: no centred subject picked (%s); carrying the whole middle frame", e)
-        crops = frames[len(frames) // 2][None]
+        return frames[len(frames) // 2][None]
+
+
+def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray, sound: np.ndarray) -> ReferenceTokens:
+    """The subject of a shot as reference tokens: its look (`subject_crops`) and its longest voiced stretch (none
+    when the shot has no voice: then only its look is carried)."""
+    from ..cameo.conditioning import encode_pictures
+    from ..cameo.encode import reference_grid
+    from ..cameo.reference_media import VOICE_RATE, voiced_segment
+
+    crops = subject_crops(frames, model.spec.fps, reference_grid(decoders.video_vae))
     audio = None
     try:
         segment = voiced_segment(sound, 0.5, 2.0)

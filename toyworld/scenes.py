@@ -127,6 +127,37 @@ def cameo_recording_spec(colour: str, voice: str, rng: np.random.Generator) -> S
 
 BACKGROUNDS = tuple(BACKGROUND_COLOURS)
 
+
+SUBJECT_FORMS = ("it", "same")
+
+
+def subject_caption(spec: SceneSpec, form: str = "it", markup: bool = False) -> str:
+    """The caption of an object scene in a later shot of a film, whose subject is carried from an earlier shot by
+    reference: its colour is left out, and its shape too in the "it" form ("it bounces twice ..."); the "same"
+    form names the shape ("the same ball bounces ..."). A speaking scene's is its cameo caption."""
+    if spec.kind == "speak":
+        return cameo_caption(spec, markup)
+    _check("form", form, SUBJECT_FORMS)
+    caption = caption_for(spec, markup)
+    named = f"a {spec.colour} {spec.shape}"
+    if not caption.startswith(named):
+        raise InputValueError(f"subject_caption: caption {caption!r} does not start with {named!r}")
+    return ("it" if form == "it" else f"the same {spec.shape}") + caption[len(named):]
+
+
+def subject_recording_spec(spec: SceneSpec, rng: np.random.Generator) -> SceneSpec:
+    """Another scene of the same object (colour and shape; a bounce or a slide on a random background): the earlier
+    shot a carried subject is taken from, in training."""
+    if spec.kind == "speak":
+        raise InputValueError("subject_recording_spec: a speaking character's recording is cameo_recording_spec's")
+    background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
+    sound = SOUNDS[int(rng.integers(len(SOUNDS)))]
+    if rng.random() < 0.5:
+        return SceneSpec("slide", spec.colour, spec.shape, 1, background,
+                         direction=DIRECTIONS[int(rng.integers(len(DIRECTIONS)))], sound=sound)
+    return SceneSpec("bounce", spec.colour, spec.shape, int(COUNTS[int(rng.integers(len(COUNTS)))]), background,
+                     position=POSITIONS[int(rng.integers(len(POSITIONS)))], sound=sound)
+
 _VERBS = {
     **dict.fromkeys(("bounces", "bounce", "bouncing"), "bounce"),
     **dict.fromkeys(("slides", "slide", "sliding"), "slide"),

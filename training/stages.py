@@ -31,7 +31,8 @@ from ..models.wan_vae import WanVAE, WanVAEConfig
 from ..models.wan_vae_blocks import StreamCache, patchify, unpatchify
 from ..pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME, DefaultParts, default_configs, save_bundle
 from ..cameo.encode import encode_reference_media
-from ..toyworld import WorldConfig, cameo_caption, cameo_recording_spec, render_clip, sample_spec
+from ..toyworld import (WorldConfig, cameo_recording_spec, render_clip, sample_spec, subject_caption,
+                        subject_recording_spec)
 from ..toyworld.scenes import SceneSpec
 from .data import RECORDING_WORLD, UNCONDITIONAL_PROMPTS, frames_to_tensor, render_batch, step_generator, step_rng, training_caption
 from .loop import LoopConfig, checkpoint_path, load_checkpoint_weights, load_curve, train
@@ -391,6 +392,45 @@ def cameo_references(video_vae: WanVAE, audio_vae: MMAudioVAE, spec: SceneSpec, 
     return media.video_latents, media.audio_latents
 
 
+SUBJECT_STREAM = 19  # the random stream of the subject references (run_subject_references)
+
+
+def subject_references(video_vae: WanVAE, spec: SceneSpec, rng: np.random.Generator) -> torch.Tensor:
+    """Reference latents of an object carried from an earlier shot, made as a film's later shots get them
+    (pipeline.long_form.subject_crops): another clip of the same object (colour and shape), its subject crops
+    encoded as pictures. Raw video latents `[z, k, h, w]`."""
+    from ..cameo.conditioning import encode_pictures
+    from ..cameo.encode import reference_grid
+    from ..pipeline.long_form import subject_crops
+
+    rec = render_clip(subject_recording_spec(spec, rng), int(rng.integers(2**31)), WORLD)
+    logging.getLogger("jointav.cameo.reference_media").setLevel(logging.ERROR)  # "no frontal face": by design
+    return encode_pictures(video_vae, subject_crops(rec.frames, WORLD.fps, reference_grid(video_vae)))
+
+
+def run_subject_references(workdir: Path, seed: int = 5, device: str = "cpu") -> list[Path]:
+    """Give every object clip of the pre-encoded set (bounce, slide) its subject's reference latents
+    (`subject_references`), in place in each latents shard; speaking clips keep their cameo references. Each
+    clip's references come from its own random stream, so the result does not depend on sharding or reruns."""
+    video_vae = trained_video_vae(workdir).to(device)
+    written = []
+    for path in sorted(Path(workdir).glob("latents-*-of-*.pt")):
+        shard, shards = (int(v) for v in path.stem.split("-")[1::2])  # run_encode's shard layout
+        part = torch.load(path, weights_only=True)
+        refs = list(part.get("ref_video", [None] * len(part["specs"])))
+        for j, spec in enumerate(tqdm(part["specs"], desc=f"subject references {path.name}", mininterval=5)):
+            if spec["kind"] != "speak" and refs[j] is None:
+                rng = step_rng(seed, shard + j * shards, SUBJECT_STREAM)  # the clip's index in the whole set
+                refs[j] = subject_references(video_vae, SceneSpec(**spec), rng).cpu()
+        part["ref_video"] = refs
+        part.setdefault("ref_audio", [None] * len(refs))
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(part, tmp)
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
 def run_encode(workdir: Path, clips: int, seed: int = 5, shard: int = 0, shards: int = 1, chunk: int = 8,
                device: str = "cpu") -> Path:
     """Encode clips shard, shard+shards, ... of a fixed training set: raw video VAE means `[N, z, F, h, w]`,
@@ -508,7 +548,9 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
     and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
     p_cameo_caption_alone it gets that caption without references, so that without a cameo the model picks a
-    character of its own (the baseline the cameo test compares against).
+    character of its own (the baseline the cameo test compares against). Object clips take the same path once
+    the set has their subject references (run_subject_references), with a film's later-shot caption
+    (toyworld.subject_caption: "it ..." / "the same ball ..."), as multi-shot carries a subject.
     long_form_holds: shares of clips trained with long-form holds (LONG_FORM_HOLDS: an extension's held tail,
     whole audio, whole video), held clean and flagged to the model as the sampler's "clean" hold mode does, and
     left out of the loss; None trains the shipped mix only."""
@@ -542,8 +584,10 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
             cameo_caption_alone = has_refs and p_cameo <= draw < p_cameo + p_cameo_caption_alone
             if rng.random() < p_uncond:
                 captions.append(UNCONDITIONAL_PROMPTS[int(rng.integers(len(UNCONDITIONAL_PROMPTS)))])
-            elif cameo or cameo_caption_alone:
-                captions.append(cameo_caption(spec, markup=bool(rng.random() < 0.3)))
+            elif cameo or cameo_caption_alone:  # (object clips have references after run_subject_references)
+                markup = bool(rng.random() < 0.3)
+                form = "it" if spec.kind == "speak" or rng.random() < 0.5 else "same"
+                captions.append(subject_caption(spec, form, markup))
             else:
                 captions.append(training_caption(spec, rng))
             refs.append(i if cameo else None)

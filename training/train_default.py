@@ -26,8 +26,8 @@ from ..pipeline.default_model import BUNDLE_DIR
 from . import stages
 from .report import write_report
 
-STAGES = ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "encode", "dit", "video_decoder", "bundle", "export",
-          "report")
+STAGES = ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "encode", "subject_refs", "dit", "video_decoder",
+          "bundle", "export", "report")
 # What --stage all runs. video_decoder (the decoder alone, encoder frozen) is optional since the video VAE
 # trains on whole clips; export is for copying curves off a training machine.
 ALL_STAGES = ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "encode", "dit", "bundle", "report")
@@ -69,6 +69,9 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
             **extra)
     elif stage == "encode":
         stages.run_encode(workdir, settings.get("clips", 2400), shard=shard, shards=shards, device=device)
+    elif stage == "subject_refs":  # (optional: carried subjects for multi-shot, before a dit fine-tune)
+        for path in stages.run_subject_references(workdir, device=device):
+            print(path)
     elif stage == "bundle":
         print(stages.run_bundle(workdir, out))
     elif stage == "export":

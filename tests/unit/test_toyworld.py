@@ -143,3 +143,27 @@ def test_a_cameo_caption_leaves_the_look_and_the_voice_to_the_cameo():
         assert "gray" in words and ("two" in words or cameo_caption(spec, markup).count("la") == 2)
     with pytest.raises(InputValueError, match="speaking character"):
         cameo_caption(SceneSpec("bounce", "red", "ball", 1, "black", position="left", sound="thud"))
+
+
+def test_a_carried_subject_caption_names_what_the_reference_does_not_carry():
+    """A later shot's caption leaves the object's colour to the carried reference ("it" leaves the shape too),
+    keeps the action, sound and background, and reads as the same scene otherwise."""
+    from jointav.toyworld import cameo_caption, subject_caption, subject_recording_spec
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(40):
+        spec = sample_spec(rng, "train")
+        if spec.kind == "speak":
+            assert subject_caption(spec, "same") == cameo_caption(spec)
+            continue
+        seen.add(spec.kind)
+        it, same = subject_caption(spec, "it"), subject_caption(spec, "same", markup=True)
+        assert spec.colour not in it.split() and spec.shape not in it.split() and it.startswith("it ")
+        assert spec.colour not in same.split() and same.startswith(f"the same {spec.shape} ")
+        assert it[len("it"):] == caption_for(spec)[len(f"a {spec.colour} {spec.shape}"):]
+        rec = subject_recording_spec(spec, rng)
+        assert (rec.colour, rec.shape) == (spec.colour, spec.shape) and rec.kind in ("bounce", "slide")
+    assert seen == {"bounce", "slide"}
+    with pytest.raises(InputValueError, match="form"):
+        subject_caption(SceneSpec("bounce", "red", "ball", 2, "gray", position="left", sound="thud"), "that")

@@ -42,7 +42,19 @@ def _fake_latents(workdir, n=6):
                 "specs": specs}, workdir / "latents-0-of-1.pt")
 
 
-@pytest.mark.parametrize("stage", ["audio_vae", "dit", "dit long-form holds"])
+def _with_subject_references(workdir):
+    """Give the fake set's object clips reference latents (as run_subject_references does; no audio)."""
+    path = workdir / "latents-0-of-1.pt"
+    data = torch.load(path, weights_only=True)
+    z = data["video"].shape[1]
+    gen = torch.Generator().manual_seed(1)
+    data["ref_video"] = [None if s["kind"] == "speak" else torch.randn(z, 2, 2, 2, generator=gen) for s in data["specs"]]
+    data["ref_audio"] = [None] * len(data["specs"])
+    assert any(r is not None for r in data["ref_video"])
+    torch.save(data, path)
+
+
+@pytest.mark.parametrize("stage", ["audio_vae", "dit", "dit long-form holds", "dit subject references"])
 def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
     torch.set_num_threads(1)
     one, split = tmp_path / "one", tmp_path / "split"
@@ -60,6 +72,13 @@ def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
 
         def run(d, **kw):
             return stages.run_dit(d, 4, None, batch=4, progress=False, long_form_holds=stages.LONG_FORM_HOLDS, **kw)
+    elif stage == "dit subject references":  # object clips carried by reference, without a voice
+        for d in (one, split):
+            _fake_latents(d)
+            _with_subject_references(d)
+
+        def run(d, **kw):
+            return stages.run_dit(d, 4, None, batch=4, progress=False, p_cameo=0.9, **kw)
     else:
         def run(d, **kw):
             return stages.run_audio_vae(d, 4, None, batch=2, stats_clips=4, progress=False, **kw)
@@ -211,6 +230,49 @@ def test_encoding_keeps_cameo_references_of_every_speaking_character(tmp_path):
         assert (video is not None) == (audio is not None) == is_speaking
         if is_speaking:  # two 64-pixel face crops, and at least a second of voice (32 latents of 512 samples)
             assert video.shape == (z, 2, 8, 8) and audio.shape[1] == 20 and audio.shape[0] >= 32
+
+
+def _object_and_speaking_specs(n):
+    specs, i = [], 0
+    while len(specs) < n:
+        spec = sample_spec(step_rng(7, i), "train")
+        i += 1
+        if (spec.kind == "speak") == (len(specs) % 3 == 2):  # two object clips, then a speaking one
+            specs.append(dataclasses.asdict(spec))
+    return specs
+
+
+def test_subject_references_give_every_object_clip_its_subject_whatever_the_sharding(tmp_path):
+    """Each object clip gets the crops of another clip of the same object, encoded as pictures; a speaking clip
+    keeps what it had (its cameo references); the same clip gets the same references in one shard or two."""
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    torch.set_num_threads(1)
+    bundle = save_bundle(random_default(seed=3), tmp_path / "b.safetensors", default_configs())
+    specs = _object_and_speaking_specs(6)
+    z = default_configs()["video_vae"]["z_dim"]
+    one, two = stages.adopt_bundle(tmp_path / "one", bundle), stages.adopt_bundle(tmp_path / "two", bundle)
+    marker = torch.ones(z, 2, 8, 8)
+    refs = [marker if s["kind"] == "speak" else None for s in specs]
+    torch.save({"video": torch.zeros(6, z, 7, 8, 8), "audio": torch.zeros(6, 63, 20), "specs": specs,
+                "ref_video": refs, "ref_audio": [None] * 6}, one / "latents-0-of-1.pt")
+    for shard in (0, 1):  # run_encode's layout: shard k holds clips k, k+2, k+4
+        torch.save({"video": torch.zeros(3, z, 7, 8, 8), "audio": torch.zeros(3, 63, 20), "specs": specs[shard::2],
+                    "ref_video": refs[shard::2], "ref_audio": [None] * 3}, two / f"latents-{shard}-of-2.pt")
+    stages.run_subject_references(one)
+    stages.run_subject_references(two)
+    whole = stages.load_latents(one)["ref_video"]
+    parts = [torch.load(two / f"latents-{k}-of-2.pt", weights_only=True)["ref_video"] for k in (0, 1)]
+    sharded = [parts[i % 2][i // 2] for i in range(6)]
+    for spec, ref, other in zip(specs, whole, sharded):
+        if spec["kind"] == "speak":
+            assert ref is marker or torch.equal(ref, marker), "a character's cameo references were replaced"
+            continue
+        assert ref.dim() == 4 and ref.shape[0] == z and ref.shape[1] in (1, 2), tuple(ref.shape)
+        assert ref.shape[2] == ref.shape[3] and ref.shape[2] % 2 == 0, tuple(ref.shape)  # square, DiT patch 2
+        assert torch.equal(ref, other), "the sharding changed a clip's references"
+    objects = [r for s, r in zip(specs, whole) if s["kind"] != "speak"]
+    assert not torch.equal(objects[0], objects[1]), "two object clips got the same references"
 
 
 def _curve_only_run(step, seconds, loss):
