@@ -542,7 +542,8 @@ def draw_holds(rng: np.random.Generator, batch: int, p_first_frame: float, long_
 
 def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
             shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, p_cameo: float = 0.5,
-            p_cameo_caption_alone: float = 0.15, progress: bool = True, stop_at: int | None = None,
+            p_cameo_caption_alone: float = 0.15, p_subject: float = 0.25, p_subject_caption_alone: float = 0.08,
+            progress: bool = True, stop_at: int | None = None,
             device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None):
     """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
@@ -550,7 +551,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     p_cameo_caption_alone it gets that caption without references, so that without a cameo the model picks a
     character of its own (the baseline the cameo test compares against). Object clips take the same path once
     the set has their subject references (run_subject_references), with a film's later-shot caption
-    (toyworld.subject_caption: "it ..." / "the same ball ..."), as multi-shot carries a subject.
+    (toyworld.subject_caption: "it ..." / "the same ball ..."), as multi-shot carries a subject, at their own
+    shares p_subject / p_subject_caption_alone (lower: most object clips keep teaching the full caption).
     long_form_holds: shares of clips trained with long-form holds (LONG_FORM_HOLDS: an extension's held tail,
     whole audio, whole video), held clean and flagged to the model as the sampler's "clean" hold mode does, and
     left out of the loss; None trains the shipped mix only."""
@@ -580,8 +582,10 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         for i in idx:
             spec, has_refs = specs[i], ref_video[i] is not None
             draw = rng.random()
-            cameo = has_refs and draw < p_cameo
-            cameo_caption_alone = has_refs and p_cameo <= draw < p_cameo + p_cameo_caption_alone
+            with_refs, caption_alone = (p_cameo, p_cameo_caption_alone) if spec.kind == "speak" else \
+                (p_subject, p_subject_caption_alone)
+            cameo = has_refs and draw < with_refs
+            cameo_caption_alone = has_refs and with_refs <= draw < with_refs + caption_alone
             if rng.random() < p_uncond:
                 captions.append(UNCONDITIONAL_PROMPTS[int(rng.integers(len(UNCONDITIONAL_PROMPTS)))])
             elif cameo or cameo_caption_alone:  # (object clips have references after run_subject_references)

@@ -78,7 +78,7 @@ def test_half_run_plus_resume_equals_one_run(tmp_path, stage):
             _with_subject_references(d)
 
         def run(d, **kw):
-            return stages.run_dit(d, 4, None, batch=4, progress=False, p_cameo=0.9, **kw)
+            return stages.run_dit(d, 4, None, batch=4, progress=False, p_subject=0.9, **kw)
     else:
         def run(d, **kw):
             return stages.run_audio_vae(d, 4, None, batch=2, stats_clips=4, progress=False, **kw)
