@@ -86,15 +86,11 @@ def test_the_coherence_measures_pass_the_ground_truth_and_fail_their_baselines(f
     assert co["smooth_time_shuffled"] <= truth["smooth"] - 0.3, co
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: one subject region in 93% of the frames of the held-out set "
-                   "(its speaking heads are whole; bouncing subjects come out doubled), target 95%; see TRAINING.md")
 def test_one_subject_region_in_95_percent_of_frames(figures):
     co = figures["coherence"]
     assert co["one_region"] >= 0.95, f"one subject region in {co['one_region']:.0%} of frames, expected >= 95%"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19: no centre jump over a quarter frame outside a bounce in 90% of "
-                   "held-out clips (largest 0.29 frame; 0.47 at a detected impact), target 95%")
 def test_no_centre_jump_outside_a_bounce_in_95_percent_of_clips(figures):
     co = figures["coherence"]
     assert co["smooth"] >= 0.95, (f"no jump over a quarter frame outside a bounce in {co['smooth']:.0%} of clips "
