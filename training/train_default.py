@@ -206,6 +206,32 @@ def write_training_note(workdir: Path, steps: int = EVAL_STEPS) -> Path:
                         bounces=bounces)
 
 
+def hold_shares(text: str) -> dict[str, float]:
+    """--hold-shares: "segment_tail=0.15,whole_audio=0.1" -> the shares run_dit takes (kinds it knows, each share
+    in [0, 1], together at most 1); kinds left out get none."""
+    shares = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, sep, value = item.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in stages.LONG_FORM_HOLDS:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected KIND=SHARE with KIND one of "
+                                             f"{', '.join(stages.LONG_FORM_HOLDS)}")
+        if kind in shares:
+            raise argparse.ArgumentTypeError(f"{kind} given twice")
+        try:
+            share = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: the share {value.strip()!r} is not a number") from None
+        if not 0.0 <= share <= 1.0:
+            raise argparse.ArgumentTypeError(f"{item!r}: a share is between 0 and 1")
+        shares[kind] = share
+    if not shares:
+        raise argparse.ArgumentTypeError("no KIND=SHARE given")
+    if sum(shares.values()) > 1.0 + 1e-9:
+        raise argparse.ArgumentTypeError(f"the shares add up to {sum(shares.values()):g}; at most 1")
+    return shares
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jointav.training.train_default", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-form-holds", action="store_true",
                    help="dit: also train the long-form holds (an extension's held tail, whole audio, whole video; "
                         "shares in stages.LONG_FORM_HOLDS), for a fine-tune of the shipped model")
+    p.add_argument("--hold-shares", type=hold_shares, default=None, metavar="KIND=SHARE,...",
+                   help="dit: long-form holds with these shares instead of stages.LONG_FORM_HOLDS (implies "
+                        "--long-form-holds), e.g. segment_tail=0.15,whole_audio=0.15,whole_video=0.2")
     p.add_argument("--adopt", type=Path, default=None, help="first make the workdir start from this trained bundle")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
@@ -237,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    holds = args.hold_shares or (dict(stages.LONG_FORM_HOLDS) if args.long_form_holds else None)
     if args.adopt is not None:
         print(stages.adopt_bundle(args.workdir, args.adopt))
     for stage in ALL_STAGES if args.stage == "all" else (args.stage,):
@@ -244,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                   minutes=args.minutes, steps=args.steps, batch=args.batch, workers=args.workers, clips=args.clips,
                   resume=args.resume, lr=args.lr, crop=args.crop if stage in ("video_vae", "video_decoder") else None,
                   shift=args.train_shift if stage == "dit" else None,
-                  long_form_holds=stages.LONG_FORM_HOLDS if stage == "dit" and args.long_form_holds else None)
+                  long_form_holds=holds if stage == "dit" else None)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Training of the default model: resuming from a checkpoint gives the same weights as not stopping, and the
 stages chain into a bundle that the pipeline loads and samples from. Toy sizes: a few steps each."""
 
+import argparse
 import dataclasses
 
 import numpy as np
@@ -110,6 +111,18 @@ def test_long_form_holds_are_drawn_at_their_shares_and_leave_the_shipped_mix_alo
         assert abs(kinds.count(name) / len(kinds) - p) < 0.01, name
     assert kinds.count(None) / len(kinds) == pytest.approx(0.65, abs=0.01)  # these keep the first-frame draw
     assert stages.draw_holds(np.random.default_rng(0), 5, 0.2, {}) == [None] * 5
+
+
+def test_hold_shares_option_takes_known_kinds_and_refuses_what_it_cannot_draw():
+    from jointav.training.train_default import hold_shares
+
+    assert hold_shares("whole_video=0.2, whole_audio=0.15") == {"whole_video": 0.2, "whole_audio": 0.15}
+    for text, message in [("whole_video", "expected KIND=SHARE"), ("middle=0.1", "expected KIND=SHARE"),
+                          ("whole_video=lots", "'lots' is not a number"), ("whole_audio=1.5", "between 0 and 1"),
+                          ("whole_video=0.6,whole_audio=0.6", "add up to 1.2"),
+                          ("whole_video=0.1,whole_video=0.2", "given twice"), ("", "no KIND=SHARE")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            hold_shares(text)
 
 
 def test_stages_chain_into_a_bundle_the_pipeline_samples_from(tmp_path):
