@@ -629,8 +629,35 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
 
 # ------------------------------------------------------------------------------------------- bundle
 
-def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None) -> Path:
-    """The shipped file: the DiT + text encoder (EMA weights), the decoders, and the video latent statistics."""
+def averaged_with_adopted(workdir: Path, weights: dict, share: float) -> dict:
+    """`share` x `weights` + (1 - share) x the adopted bundle's DiT + text encoder (init-dit.pt), per tensor.
+
+    A fine-tune that gains what it trains (sync, the long-form holds) may lose a little of what the bundle had
+    (the coherence thresholds); averaging the two sets of weights trades along the line between them without a
+    new run (default_model/TRAINING.md, 2026-12-04: a share of 0.15 kept every threshold where the end did not)."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"--average-with-adopted: {share} is not a share of the fine-tuned weights; expected a "
+                         f"number in (0, 1]")
+    init_path = Path(workdir) / "init-dit.pt"
+    if not init_path.is_file():
+        raise FileNotFoundError(f"--average-with-adopted: {init_path} is absent; the workdir must start from an "
+                                f"adopted bundle (--adopt BUNDLE) for its weights to be averaged with it")
+    adopted = torch.load(init_path, weights_only=True, map_location="cpu")
+    if adopted.keys() != weights.keys():
+        raise ValueError(f"--average-with-adopted: {init_path} holds other tensors than the dit checkpoint "
+                         f"({len(adopted.keys() ^ weights.keys())} keys differ); was it adopted from another "
+                         f"model size?")
+    return {k: ((1 - share) * adopted[k].float() + share * v.float()).to(v.dtype) if v.is_floating_point() else v
+            for k, v in weights.items()}
+
+
+def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None,
+               average_with_adopted: float | None = None) -> Path:
+    """The shipped file: the DiT + text encoder (EMA weights; with `average_with_adopted`, that share of them
+    averaged with the adopted bundle's), the decoders, and the video latent statistics."""
+    weights = load_checkpoint_weights(workdir, "dit", ema=True)
+    if average_with_adopted is not None:  # (refused here, before the latents and decoders are read)
+        weights = averaged_with_adopted(workdir, weights, average_with_adopted)
     configs = default_configs()
     mean, std = video_latent_stats(load_latents(workdir)["video"])
     configs["video_vae"] = dataclasses.replace(WanVAEConfig.from_dict(configs["video_vae"]),
@@ -638,7 +665,7 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     video_vae = WanVAE(WanVAEConfig.from_dict(configs["video_vae"]))
     video_vae.load_state_dict(trained_video_vae(workdir).state_dict())
     denoiser = JointDenoiser(configs, 0)
-    denoiser.load_state_dict(load_checkpoint_weights(workdir, "dit", ema=True))
+    denoiser.load_state_dict(weights)
     parts = DefaultParts(dit=denoiser.dit, text_encoder=denoiser.text_encoder, video_vae=video_vae,
                          audio_vae=trained_audio_vae(workdir), vocoder=trained_vocoder(workdir), name="")
     path = Path(out) if out else BUNDLE_DIR / BUNDLE_NAME

@@ -11,7 +11,8 @@ bundle can be fine-tuned: `--adopt BUNDLE` makes the workdir start from it (stag
 `--stage video_vae` / `--stage dit` train on from its weights (with a lower --lr).
 
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
-writes default_model/jointav-default.safetensors (or --out).
+writes default_model/jointav-default.safetensors (or --out); `--average-with-adopted 0.15` makes its DiT a weight
+average of the fine-tune (15%) and the adopted bundle (85%).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         for path in stages.run_subject_references(workdir, device=device):
             print(path)
     elif stage == "bundle":
-        print(stages.run_bundle(workdir, out))
+        print(stages.run_bundle(workdir, out, average_with_adopted=settings.get("average_with_adopted")))
     elif stage == "export":
         print(stages.export_curves(workdir))
     elif stage == "report":
@@ -206,6 +207,17 @@ def write_training_note(workdir: Path, steps: int = EVAL_STEPS) -> Path:
                         bounces=bounces)
 
 
+def fine_tune_share(text: str) -> float:
+    """--average-with-adopted: the fine-tune's share of the averaged DiT, in (0, 1]."""
+    try:
+        share = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < share <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text}: the fine-tune's share is above 0 and at most 1")
+    return share
+
+
 def hold_shares(text: str) -> dict[str, float]:
     """--hold-shares: "segment_tail=0.15,whole_audio=0.1" -> the shares run_dit takes (kinds it knows, each share
     in [0, 1], together at most 1); kinds left out get none."""
@@ -260,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", type=int, default=0, help="encode: this process encodes clips shard, shard+shards, ...")
     p.add_argument("--shards", type=int, default=1, help="encode: the number of encoding processes")
     p.add_argument("--out", type=Path, default=None, help="bundle path (default: default_model/)")
+    p.add_argument("--average-with-adopted", type=fine_tune_share, default=None, metavar="SHARE",
+                   help="bundle: the DiT as SHARE x the fine-tuned EMA weights + (1 - SHARE) x the adopted "
+                        "bundle's (a weight average; e.g. 0.15)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 measured fastest on 2 shared cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -274,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                   minutes=args.minutes, steps=args.steps, batch=args.batch, workers=args.workers, clips=args.clips,
                   resume=args.resume, lr=args.lr, crop=args.crop if stage in ("video_vae", "video_decoder") else None,
                   shift=args.train_shift if stage == "dit" else None,
-                  long_form_holds=holds if stage == "dit" else None)
+                  long_form_holds=holds if stage == "dit" else None,
+                  average_with_adopted=args.average_with_adopted if stage == "bundle" else None)
     return 0
 
 

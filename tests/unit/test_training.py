@@ -125,6 +125,30 @@ def test_hold_shares_option_takes_known_kinds_and_refuses_what_it_cannot_draw():
             hold_shares(text)
 
 
+def test_a_bundle_averaged_with_the_adopted_one_lies_between_them_and_is_refused_without_it(tmp_path):
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+    from jointav.training.train_default import fine_tune_share
+
+    work = stages.adopt_bundle(tmp_path / "work", save_bundle(random_default(seed=3), tmp_path / "b.safetensors",
+                                                              default_configs()))
+    adopted = torch.load(work / "init-dit.pt", weights_only=True)
+    tuned = {k: v + 1.0 if v.is_floating_point() else v for k, v in adopted.items()}  # a stand-in fine-tune
+    mixed = stages.averaged_with_adopted(work, tuned, 0.25)
+    for k, v in adopted.items():
+        if v.is_floating_point():
+            assert torch.allclose(mixed[k], v + 0.25, atol=1e-6), k
+        else:
+            assert torch.equal(mixed[k], v), k
+    assert all(torch.equal(stages.averaged_with_adopted(work, tuned, 1.0)[k], tuned[k]) for k in tuned)
+    (work / "init-dit.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="init-dit.pt is absent.*--adopt BUNDLE"):
+        stages.averaged_with_adopted(work, tuned, 0.25)
+    assert fine_tune_share("0.15") == 0.15
+    for text, message in [("0", "above 0 and at most 1"), ("1.5", "above 0 and at most 1"), ("some", "not a number")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            fine_tune_share(text)
+
+
 def test_stages_chain_into_a_bundle_the_pipeline_samples_from(tmp_path):
     torch.set_num_threads(1)
     stages.run_video_vae(tmp_path, 1, None, False, batch=1, crop=5, progress=False)
