@@ -40,6 +40,9 @@ from .loop import LoopConfig, checkpoint_path, load_checkpoint_weights, load_cur
 WORLD = WorldConfig()
 MEL = MelExtractor()
 SAMPLES_PER_LATENT = 2 * MEL.config.hop_length
+# The adopted bundle's DiT + text encoder in a workdir (adopt_bundle): where a dit fine-tune starts, and what a
+# bundle's weights can be averaged with (averaged_with_adopted).
+ADOPTED_DIT = "init-dit.pt"
 
 
 # ------------------------------------------------------------------------------------------- video VAE
@@ -572,8 +575,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     ref_audio = [None if r is None else r.to(device) for r in data["ref_audio"]]
     specs = [SceneSpec(**s) for s in data["specs"]]
     model = JointDenoiser(default_configs(), seed)
-    if (Path(workdir) / "init-dit.pt").is_file():  # (a fine-tune of an adopted bundle; see adopt_bundle)
-        model.load_state_dict(torch.load(Path(workdir) / "init-dit.pt", weights_only=True))
+    if (Path(workdir) / ADOPTED_DIT).is_file():  # (a fine-tune of an adopted bundle; see adopt_bundle)
+        model.load_state_dict(torch.load(Path(workdir) / ADOPTED_DIT, weights_only=True))
 
     def step(k: int) -> dict:
         rng = step_rng(seed, k)
@@ -629,16 +632,21 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
 
 # ------------------------------------------------------------------------------------------- bundle
 
+def check_fine_tune_share(share: float) -> float:
+    """The fine-tune's share of an averaged DiT (averaged_with_adopted): above 0 and at most 1."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"{share:g}: the fine-tune's share is above 0 and at most 1")
+    return share
+
+
 def averaged_with_adopted(workdir: Path, weights: dict, share: float) -> dict:
     """`share` x `weights` + (1 - share) x the adopted bundle's DiT + text encoder (init-dit.pt), per tensor.
 
     A fine-tune that gains what it trains (sync, the long-form holds) may lose a little of what the bundle had
     (the coherence thresholds); averaging the two sets of weights trades along the line between them without a
     new run (default_model/TRAINING.md, 2026-12-04: a share of 0.15 kept every threshold where the end did not)."""
-    if not 0.0 < share <= 1.0:
-        raise ValueError(f"--average-with-adopted: {share} is not a share of the fine-tuned weights; expected a "
-                         f"number in (0, 1]")
-    init_path = Path(workdir) / "init-dit.pt"
+    check_fine_tune_share(share)
+    init_path = Path(workdir) / ADOPTED_DIT
     if not init_path.is_file():
         raise FileNotFoundError(f"--average-with-adopted: {init_path} is absent; the workdir must start from an "
                                 f"adopted bundle (--adopt BUNDLE) for its weights to be averaged with it")
@@ -712,7 +720,7 @@ def adopt_bundle(workdir: Path, bundle: Path) -> Path:
     torch.save(parts.video_vae.state_dict(), workdir / "init-video_vae.pt")
     torch.save({**{f"dit.{k}": v for k, v in parts.dit.state_dict().items()},
                 **{f"text_encoder.{k}": v for k, v in parts.text_encoder.state_dict().items()}},
-               workdir / "init-dit.pt")
+               workdir / ADOPTED_DIT)
     history = Path(bundle).parent / HISTORY_NAME
     if history.is_file():
         (workdir / HISTORY_IN_WORKDIR).write_bytes(history.read_bytes())

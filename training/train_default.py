@@ -213,9 +213,10 @@ def fine_tune_share(text: str) -> float:
         share = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < share <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text}: the fine-tune's share is above 0 and at most 1")
-    return share
+    try:
+        return stages.check_fine_tune_share(share)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def hold_shares(text: str) -> dict[str, float]:
