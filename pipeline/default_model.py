@@ -43,17 +43,20 @@ class DefaultParts:
     name: str
 
 
-def default_configs() -> dict:
-    """Sizes of the embedded model (the random stand-in and the training script both start here)."""
+def default_configs(dit_layers: int = 4) -> dict:
+    """Sizes of the embedded model (the random stand-in and the training script both start here); `dit_layers`:
+    blocks per DiT tower (a bundle records its own, so a deeper trained DiT loads by its configs)."""
     text = ToyTextEncoderConfig()
     audio_rope = float(1 / DEFAULT_SPEC.audio_per_video_frame)  # audio latent i sits at video latent frame i*this
     z = DEFAULT_SPEC.video_latent_channels
     # Patch 1x2x2 over the 8x8 latent (16 tokens a frame, as Ovi's 2x2 patch): at 4x4 a whole frame was four
     # tokens, and a small subject's colour and place had to survive being averaged over a quarter of it.
     patch = DEFAULT_SPEC.spatial_patch
-    video = TowerConfig(patch_size=(1, patch, patch), in_dim=z, out_dim=z, dim=128, ffn_dim=256, num_heads=4, num_layers=4,
+    video = TowerConfig(patch_size=(1, patch, patch), in_dim=z, out_dim=z, dim=128, ffn_dim=256, num_heads=4,
+                        num_layers=dit_layers,
                         text_len=text.max_tokens, text_dim=text.text_dim)
-    audio = TowerConfig(patch_size=(1,), in_dim=20, out_dim=20, dim=128, ffn_dim=256, num_heads=4, num_layers=4,
+    audio = TowerConfig(patch_size=(1,), in_dim=20, out_dim=20, dim=128, ffn_dim=256, num_heads=4,
+                        num_layers=dit_layers,
                         text_len=text.max_tokens, text_dim=text.text_dim, temporal_rope_scaling_factor=audio_rope)
     # Wan2.2 blocks at toy width, one stage fewer (8x space, 4x time): at 16x a VAE this narrow could not learn
     # to place a 12-pixel object in the training budget; at widths 8/16 it still blurred it (61% of round trips

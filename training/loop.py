@@ -43,6 +43,46 @@ class LoopConfig:
     plan_after: int = 40  # steps=None: steps timed before the schedule's length is fixed
 
 
+class Collective:
+    """The processes of one data-parallel run over torch.distributed (gloo: it runs wherever torch does, and a
+    flat gradient of a few million floats through host memory costs little beside a step). Built by the
+    caller after `init_process_group`."""
+
+    def __init__(self):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def same_weights(self, model: torch.nn.Module) -> None:
+        """Every process starts from process 0's weights."""
+        for value in model.state_dict().values():
+            host = value.detach().cpu()
+            self.dist.broadcast(host, 0)
+            value.copy_(host.to(value.device))
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads]).float().cpu()
+        self.dist.all_reduce(flat)
+        flat = flat.to(grads[0].device) / self.world
+        offset = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+            offset += n
+
+    def agree(self, values: list[float]) -> list[float]:
+        """Process 0's `values` on every process."""
+        t = torch.tensor(values, dtype=torch.float64)
+        self.dist.broadcast(t, 0)
+        return t.tolist()
+
+
 def steps_that_fit(minutes: float, seconds_per_step: float, margin: float = 0.95) -> int:
     """Steps that fit in `minutes` at the measured speed, with a margin for checkpoints and jitter."""
     return max(1, int(margin * 60 * minutes / max(seconds_per_step, 1e-9)))
@@ -101,7 +141,8 @@ def checkpoint_path(workdir: Path, name: str) -> Path:
 def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: Path,
           resume: bool = True, show_progress: bool = True,
           batch_fn: Callable[[int], object] | None = None,
-          clock: Callable[[], float] = time.monotonic) -> tuple[LoopState, torch.nn.Module | None]:
+          clock: Callable[[], float] = time.monotonic, collective: Collective | None = None
+          ) -> tuple[LoopState, torch.nn.Module | None]:
     """Run `step_fn(step) -> {"loss": tensor, **floats}` (or `step_fn(step, batch_fn(step))` when a batch_fn is
     given) from the last checkpoint (when `resume`) until `steps` or the time cap. Returns the state and the
     EMA model (None without EMA). Checkpoints every few minutes and at the end. `clock()` gives seconds: the
@@ -111,6 +152,9 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     model.to(cfg.device)
+    main = collective is None or collective.is_main
+    if collective is not None:
+        collective.same_weights(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = None
@@ -130,6 +174,8 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
         state.planned = cfg.steps
 
     def save() -> None:
+        if not main:
+            return
         tmp = path.with_name(path.name + ".tmp")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "ema": ema,
                     "step": state.step, "planned": state.planned, "seconds": state.seconds, "curve": state.curve,
@@ -138,24 +184,34 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
 
     started = clock()
     last_save = started
-    bar = tqdm(total=state.planned, initial=state.step, desc=cfg.name, disable=not show_progress, mininterval=5)
+    bar = tqdm(total=state.planned, initial=state.step, desc=cfg.name, disable=not (show_progress and main),
+               mininterval=5)
     model.train()
     cap = state.planned if state.planned is not None else 2**62
     end = cap if cfg.stop_at is None else min(cap, cfg.stop_at)
     batches = _batches(cfg, batch_fn, state.step, end)
     timed_from = None
     while state.step < end:
-        if cfg.minutes is not None and clock() - started >= 60 * cfg.minutes:
-            break
+        stop = cfg.minutes is not None and clock() - started >= 60 * cfg.minutes
+        planned = state.planned
         if state.planned is None and state.step >= cfg.plan_after:
             if timed_from is None:  # the first steps (worker start-up, kernel selection) are not timed
                 timed_from = (state.step, clock())
             elif state.step - timed_from[0] >= cfg.plan_after:
                 per_step = (clock() - timed_from[1]) / (state.step - timed_from[0])
                 left = cfg.minutes - (clock() - started) / 60
-                state.planned = state.step + steps_that_fit(left, per_step)
-                end = state.planned if cfg.stop_at is None else min(state.planned, cfg.stop_at)
-                bar.total = state.planned
+                planned = state.step + steps_that_fit(left, per_step)
+        if collective is not None:  # (process 0's clock decides for all)
+            stop, planned = collective.agree([float(stop), -1.0 if planned is None else float(planned)])
+            planned = None if planned < 0 else int(planned)
+        if stop:
+            break
+        if planned != state.planned:
+            state.planned = planned
+            end = state.planned if cfg.stop_at is None else min(state.planned, cfg.stop_at)
+            bar.total = state.planned
+            if state.step >= end:
+                break
         t0 = clock()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, state.step, state.planned)
@@ -163,6 +219,8 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
         out = step_fn(state.step) if batch_fn is None else step_fn(state.step, batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
+        if collective is not None:
+            collective.average_gradients(params)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()

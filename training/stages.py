@@ -43,6 +43,9 @@ SAMPLES_PER_LATENT = 2 * MEL.config.hop_length
 # The adopted bundle's DiT + text encoder in a workdir (adopt_bundle): where a dit fine-tune starts, and what a
 # bundle's weights can be averaged with (averaged_with_adopted).
 ADOPTED_DIT = "init-dit.pt"
+# The per-channel video latent statistics a dit run normalised its training set with (run_dit writes them,
+# run_bundle records them in the bundle's VAE config), so a bundle can be made without the latents.
+LATENT_STATS = "dit-latent-stats.json"
 
 
 # ------------------------------------------------------------------------------------------- video VAE
@@ -411,14 +414,18 @@ def subject_references(video_vae: WanVAE, spec: SceneSpec, rng: np.random.Genera
     return encode_pictures(video_vae, subject_crops(rec.frames, WORLD.fps, reference_grid(video_vae)))
 
 
-def run_subject_references(workdir: Path, seed: int = 5, device: str = "cpu") -> list[Path]:
+def run_subject_references(workdir: Path, seed: int = 5, device: str = "cpu", only_shard: int | None = None
+                            ) -> list[Path]:
     """Give every object clip of the pre-encoded set (bounce, slide) its subject's reference latents
-    (`subject_references`), in place in each latents shard; speaking clips keep their cameo references. Each
-    clip's references come from its own random stream, so the result does not depend on sharding or reruns."""
+    (`subject_references`), in place in each latents shard (`only_shard`: in that shard's file alone, so that
+    processes can share the work); speaking clips keep their cameo references. Each clip's references come
+    from its own random stream, so the result does not depend on sharding or reruns."""
     video_vae = trained_video_vae(workdir).to(device)
     written = []
     for path in sorted(Path(workdir).glob("latents-*-of-*.pt")):
         shard, shards = (int(v) for v in path.stem.split("-")[1::2])  # run_encode's shard layout
+        if only_shard is not None and shard != only_shard:
+            continue
         part = torch.load(path, weights_only=True)
         refs = list(part.get("ref_video", [None] * len(part["specs"])))
         for j, spec in enumerate(tqdm(part["specs"], desc=f"subject references {path.name}", mininterval=5)):
@@ -493,6 +500,52 @@ class JointDenoiser(torch.nn.Module):
         self.text_encoder = ToyTextEncoder(ToyTextEncoderConfig.from_dict(configs["text_encoder"]), seed=seed)
 
 
+def dit_layers_of(weights: dict) -> int:
+    """Blocks per tower of a JointDenoiser state dict."""
+    prefix = "dit.video_model.blocks."
+    return 1 + max(int(k[len(prefix):].split(".")[0]) for k in weights if k.startswith(prefix))
+
+
+def grown_positions(old: int, new: int) -> list[int]:
+    """Where each of `old` blocks sits in a tower of `new` blocks: spread evenly, first and last kept in place,
+    so the added blocks fall between them."""
+    if new < old:
+        raise ValueError(f"a DiT of {old} blocks per tower cannot grow to {new}")
+    return [round(i * (new - 1) / max(1, old - 1)) for i in range(old)] if old > 1 else [0]
+
+
+# The output projections of a block (attention, cross-attention, FFN): zero in an added block, whose residual
+# branches then add nothing, so the grown DiT computes what the smaller one did until training moves them.
+ADDED_BLOCK_OUTPUTS = ("self_attn.o.", "cross_attn.o.", "ffn.2.")
+
+
+def grow_dit_state(smaller: dict, template: dict) -> dict:
+    """A JointDenoiser state dict with `template`'s block count holding `smaller`'s function: every tensor of
+    `smaller` in place (its blocks at grown_positions), each added block taken from `template` with its output
+    projections zeroed (ADDED_BLOCK_OUTPUTS)."""
+    old, new = dit_layers_of(smaller), dit_layers_of(template)
+    where = dict(enumerate(grown_positions(old, new)))
+    added = set(range(new)) - set(where.values())
+    out = {}
+    for key, value in template.items():
+        out[key] = value.clone()
+        for tower in ("dit.video_model.blocks.", "dit.audio_model.blocks."):
+            if key.startswith(tower):
+                index, rest = key[len(tower):].split(".", 1)
+                if int(index) in added and rest.startswith(ADDED_BLOCK_OUTPUTS):
+                    out[key] = torch.zeros_like(value)
+    for key, value in smaller.items():
+        target = key
+        for tower in ("dit.video_model.blocks.", "dit.audio_model.blocks."):
+            if key.startswith(tower):
+                index, rest = key[len(tower):].split(".", 1)
+                target = f"{tower}{where[int(index)]}.{rest}"
+        if target not in out or out[target].shape != value.shape:
+            raise ValueError(f"{key}: no tensor of shape {tuple(value.shape)} at {target} in the grown DiT")
+        out[target] = value.clone()
+    return out
+
+
 def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
     """The sampler's time shift applied to uniform u: more training where the shifted schedule spends steps."""
     return shift * u / (1 + (shift - 1) * u)
@@ -547,7 +600,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
             shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, p_cameo: float = 0.5,
             p_cameo_caption_alone: float = 0.15, p_subject: float = 0.25, p_subject_caption_alone: float = 0.08,
             progress: bool = True, stop_at: int | None = None,
-            device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None):
+            device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None,
+            dit_layers: int | None = None, collective=None):
     """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
     and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
@@ -558,7 +612,10 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     shares p_subject / p_subject_caption_alone (lower: most object clips keep teaching the full caption).
     long_form_holds: shares of clips trained with long-form holds (LONG_FORM_HOLDS: an extension's held tail,
     whole audio, whole video), held clean and flagged to the model as the sampler's "clean" hold mode does, and
-    left out of the loss; None trains the shipped mix only."""
+    left out of the loss; None trains the shipped mix only.
+    dit_layers: blocks per tower; above the adopted DiT's, it grows (grow_dit_state) before training. With a
+    `collective` (loop.Collective), this is one of several data-parallel processes: process r of w trains on
+    the batches a single process would draw at steps k*w + r, so one process alone is the run it always was."""
     from ..pipeline.specs import DEFAULT_SPEC
     from ..samplers.conditioning import audio_positions_covering
 
@@ -574,11 +631,21 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     ref_video = [None if r is None else ((r - mean_t) / std_t).to(device) for r in data["ref_video"]]
     ref_audio = [None if r is None else r.to(device) for r in data["ref_audio"]]
     specs = [SceneSpec(**s) for s in data["specs"]]
-    model = JointDenoiser(default_configs(), seed)
-    if (Path(workdir) / ADOPTED_DIT).is_file():  # (a fine-tune of an adopted bundle; see adopt_bundle)
-        model.load_state_dict(torch.load(Path(workdir) / ADOPTED_DIT, weights_only=True))
+    adopted = Path(workdir) / ADOPTED_DIT
+    adopted_state = torch.load(adopted, weights_only=True) if adopted.is_file() else None
+    if dit_layers is None:
+        dit_layers = dit_layers_of(adopted_state) if adopted_state is not None else 4
+    model = JointDenoiser(default_configs(dit_layers), seed)
+    if adopted_state is not None:  # (a fine-tune of an adopted bundle; see adopt_bundle)
+        if dit_layers_of(adopted_state) != dit_layers:
+            adopted_state = grow_dit_state(adopted_state, model.state_dict())
+        model.load_state_dict(adopted_state)
+    rank, world = (0, 1) if collective is None else (collective.rank, collective.world)
+    if rank == 0:  # (what the bundle's latent statistics must be: the ones this run normalised with)
+        (Path(workdir) / LATENT_STATS).write_text(json.dumps({"mean": mean, "std": std}))
 
     def step(k: int) -> dict:
+        k = k * world + rank  # (this process's share of the run's batches)
         rng = step_rng(seed, k)
         idx = rng.integers(len(specs), size=batch)
         captions, refs = [], []
@@ -627,7 +694,7 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
 
     cfg = LoopConfig("dit", steps=steps, lr=lr, minutes=minutes, warmup=100, ema_decay=0.995, seed=seed,
                      stop_at=stop_at, device=device)
-    return train(cfg, model, step, workdir, resume, progress)
+    return train(cfg, model, step, workdir, resume, progress, collective=collective)
 
 
 # ------------------------------------------------------------------------------------------- bundle
@@ -651,6 +718,8 @@ def averaged_with_adopted(workdir: Path, weights: dict, share: float) -> dict:
         raise FileNotFoundError(f"--average-with-adopted: {init_path} is absent; the workdir must start from an "
                                 f"adopted bundle (--adopt BUNDLE) for its weights to be averaged with it")
     adopted = torch.load(init_path, weights_only=True, map_location="cpu")
+    if dit_layers_of(adopted) < dit_layers_of(weights):  # (a grown DiT: the adopted one grown the same way)
+        adopted = grow_dit_state(adopted, weights)
     if adopted.keys() != weights.keys():
         raise ValueError(f"--average-with-adopted: {init_path} holds other tensors than the dit checkpoint "
                          f"({len(adopted.keys() ^ weights.keys())} keys differ); was it adopted from another "
@@ -666,8 +735,13 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     weights = load_checkpoint_weights(workdir, "dit", ema=True)
     if average_with_adopted is not None:  # (refused here, before the latents and decoders are read)
         weights = averaged_with_adopted(workdir, weights, average_with_adopted)
-    configs = default_configs()
-    mean, std = video_latent_stats(load_latents(workdir)["video"])
+    configs = default_configs(dit_layers_of(weights))
+    stats = Path(workdir) / LATENT_STATS
+    if stats.is_file():
+        saved = json.loads(stats.read_text())
+        mean, std = tuple(saved["mean"]), tuple(saved["std"])
+    else:  # (a workdir from before the dit run wrote them)
+        mean, std = video_latent_stats(load_latents(workdir)["video"])
     configs["video_vae"] = dataclasses.replace(WanVAEConfig.from_dict(configs["video_vae"]),
                                                latent_mean=mean, latent_std=std).to_dict()
     video_vae = WanVAE(WanVAEConfig.from_dict(configs["video_vae"]))

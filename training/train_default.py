@@ -66,12 +66,19 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         settings.pop("clips", None)
         if stage == "dit":
             settings.pop("workers", None)  # its batches are slices of the pre-encoded set: nothing to build ahead
+            processes = settings.pop("data_parallel", None) or 1
+            if processes > 1:
+                run_data_parallel(processes, workdir, {**settings, "resume": resume}, device)
+                return
+        else:
+            settings.pop("data_parallel", None)
+            settings.pop("dit_layers", None)
         run(workdir, settings.pop("steps", None), settings.pop("minutes", None), resume, device=device, **settings,
             **extra)
     elif stage == "encode":
         stages.run_encode(workdir, settings.get("clips", 2400), shard=shard, shards=shards, device=device)
     elif stage == "subject_refs":  # (optional: carried subjects for multi-shot, before a dit fine-tune)
-        for path in stages.run_subject_references(workdir, device=device):
+        for path in stages.run_subject_references(workdir, device=device, only_shard=shard if shards > 1 else None):
             print(path)
     elif stage == "bundle":
         print(stages.run_bundle(workdir, out, average_with_adopted=settings.get("average_with_adopted")))
@@ -79,6 +86,36 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         print(stages.export_curves(workdir))
     elif stage == "report":
         print(write_training_note(workdir))
+
+
+def run_data_parallel(processes: int, workdir: Path, settings: dict, device: str) -> None:
+    """The dit stage in `processes` data-parallel processes on one device (loop.Collective), joined over gloo
+    on a free local port; process 0 writes the checkpoints."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_data_parallel_process, args=(processes, port, workdir, settings, device), nprocs=processes, join=True)
+
+
+def _data_parallel_process(rank: int, processes: int, port: int, workdir: Path, settings: dict, device: str) -> None:
+    import torch.distributed as dist
+
+    from .loop import Collective
+
+    torch.set_num_threads(1)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=processes)
+    try:
+        settings = dict(settings)
+        stages.run_dit(workdir, settings.pop("steps", None), settings.pop("minutes", None),
+                       settings.pop("resume", False), device=device, collective=Collective(), **settings)
+    finally:
+        dist.destroy_process_group()
 
 
 EVAL_STEPS = 24
@@ -264,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-shares", type=hold_shares, default=None, metavar="KIND=SHARE,...",
                    help="dit: long-form holds with these shares instead of stages.LONG_FORM_HOLDS (implies "
                         "--long-form-holds), e.g. segment_tail=0.15,whole_audio=0.15,whole_video=0.2")
+    p.add_argument("--dit-layers", type=int, default=None, metavar="N",
+                   help="dit: blocks per tower; more than the adopted bundle's grows it (added blocks start as "
+                        "identities, stages.grow_dit_state)")
+    p.add_argument("--data-parallel", type=int, default=None, metavar="N",
+                   help="dit: train in N processes on the device, gradients averaged (a tiny model leaves a GPU "
+                        "mostly idle in one process)")
     p.add_argument("--adopt", type=Path, default=None, help="first make the workdir start from this trained bundle")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
@@ -291,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
                   resume=args.resume, lr=args.lr, crop=args.crop if stage in ("video_vae", "video_decoder") else None,
                   shift=args.train_shift if stage == "dit" else None,
                   long_form_holds=holds if stage == "dit" else None,
+                  dit_layers=args.dit_layers if stage == "dit" else None,
+                  data_parallel=args.data_parallel if stage == "dit" else None,
                   average_with_adopted=args.average_with_adopted if stage == "bundle" else None)
     return 0
 
