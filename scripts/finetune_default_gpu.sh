@@ -40,10 +40,13 @@ stamp "dit: ${PROCS:-6} processes, ${LAYERS:-6} blocks per tower, ${DIT_MIN:-6.5
     last=$now; cp "$work/dit.ckpt" "$work/snap-$now.ckpt"
   done ) &
 watcher=$!
-train --stage dit --plan gpu --device "$device" --data-parallel "${PROCS:-6}" --dit-layers "${LAYERS:-6}" \
-    --minutes "${DIT_MIN:-6.5}" --batch "${BATCH:-64}" --lr "${LR:-3e-4}" --long-form-holds --resume \
-    >"$work/dit.log" 2>&1 || { kill "$watcher"; tail -n 30 "$work/dit.log"; exit 1; }
+# (a run that fails or hangs past its cap still leaves its last checkpoint to copy back)
+timeout "$(python3 -c "print(int(60 * ${DIT_MIN:-6.5} + 90))")" python3 -m jointav.training.train_default \
+    --workdir "$work" --stage dit --plan gpu --device "$device" --data-parallel "${PROCS:-6}" \
+    --dit-layers "${LAYERS:-6}" --minutes "${DIT_MIN:-6.5}" --batch "${BATCH:-64}" --lr "${LR:-3e-4}" \
+    --long-form-holds --resume >"$work/dit.log" 2>&1 || { echo "dit stopped early (rc $?)"; tail -n 30 "$work/dit.log"; }
 kill "$watcher" || true
+[ -f "$work/dit.ckpt" ] || exit 1
 stamp "dit done"
 tr '\r' '\n' <"$work/dit.log" | grep -v "it/s\]$" | tail -n 3 || true
 tr '\r' '\n' <"$work/dit.log" | grep "it/s" | tail -n 1 || true
