@@ -330,8 +330,11 @@ class Tower(nn.Module):
             seq_len += max(r.shape[0] for r, _ in refs)
         device = tokens[0].device
         x = torch.zeros(len(tokens), seq_len, self.cfg.dim, device=device, dtype=torch.float32)
-        for b, u in enumerate(tokens):
-            x[b, : u.shape[0]] = u.float()
+        if len(set(lens)) == 1:  # (one copy for the batch: per-sample copies cost a kernel each, backward too)
+            x[:, : lens[0]] = torch.stack(tokens).float()
+        else:
+            for b, u in enumerate(tokens):
+                x[b, : u.shape[0]] = u.float()
         totals = lens
         if refs is not None:
             totals = [n + r.shape[0] for n, (r, _) in zip(lens, refs)]
@@ -386,8 +389,14 @@ class Tower(nn.Module):
         """Head output `[B, L, prod(patch)·out_dim]` → per sample `[C, F, H, W]` (video) or `[L, C]` (audio)."""
         c = self.cfg.out_dim
         if not self.cfg.is_video:
+            if len(set(grids)) == 1:
+                return list(out[:, : grids[0][0]].unbind(0))
             return [out[b, : g[0]] for b, g in enumerate(grids)]
         pt, ph, pw = self.cfg.patch_size
+        if len(set(grids)) == 1:  # (one reshape for the batch, as in prepare)
+            f, h, w = grids[0]
+            u = out[:, : f * h * w].reshape(len(grids), f, h, w, pt, ph, pw, c)
+            return list(u.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(len(grids), c, f * pt, h * ph, w * pw).unbind(0))
         result = []
         for b, (f, h, w) in enumerate(grids):
             u = out[b, : f * h * w].reshape(f, h, w, pt, ph, pw, c)
@@ -406,6 +415,10 @@ def _checked_seq_len(seq_len: int | None, needed: int, name: str) -> int:
 def _token_mask(clean: torch.Tensor, grids: list[tuple[int, ...]], seq_len: int) -> torch.Tensor:
     """Per-time-step keep mask `[B, T]` → per-token `[B, seq_len]` (time is the grid's first, slowest axis)."""
     mask = torch.zeros(len(grids), seq_len, dtype=torch.bool, device=clean.device)
+    if len(set(grids)) == 1:
+        per_step = math.prod(grids[0][1:])
+        mask[:, : grids[0][0] * per_step] = clean[:, : grids[0][0]].repeat_interleave(per_step, dim=1)
+        return mask
     for b, grid in enumerate(grids):
         per_step = math.prod(grid[1:])
         mask[b, : grid[0] * per_step] = clean[b, : grid[0]].repeat_interleave(per_step)

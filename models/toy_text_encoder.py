@@ -185,9 +185,9 @@ class ToyTextEncoder(nn.Module):
             raise InputValueError(f"ToyTextEncoder.encode: got {prompts!r}; expected a non-empty list of prompts")
         device = self.token_embedding.weight.device
         tokens = [self.tokenizer.encode(p) for p in prompts]
-        lengths = torch.tensor([len(t) for t in tokens], device=device)
-        ids = torch.full((len(tokens), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long, device=device)
-        for i, t in enumerate(tokens):
-            ids[i, : len(t)] = torch.tensor(t, device=device)
-        out = self(ids, lengths)
+        lengths = torch.tensor([len(t) for t in tokens])
+        ids = torch.full((len(tokens), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
+        for i, t in enumerate(tokens):  # (on the CPU, then one copy: per-prompt copies cost a GPU transfer each)
+            ids[i, : len(t)] = torch.tensor(t)
+        out = self(ids.to(device), lengths.to(device))
         return [out[i, : len(t)] for i, t in enumerate(tokens)]

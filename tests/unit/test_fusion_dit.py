@@ -85,6 +85,26 @@ def test_items_of_different_sizes_in_one_batch_match_each_item_alone(model):
         assert _close(v_out[i], v1[0]) and _close(a_out[i], a1[0]), f"item {i} differs when batched"
 
 
+def test_items_of_one_size_in_one_batch_match_each_item_alone_with_gradients(model):
+    # Equal shapes take the batch-wide copies (tokens, clean mask, RoPE, unpatchify); values and gradients must
+    # be each item's own as the per-item path gives them (forced there by a second item of another size).
+    videos = [_video(3, 4, 6, i).requires_grad_() for i in range(3)]
+    audios = [_audio(11, 10 + i).requires_grad_() for i in range(3)]
+    vctx, actx = [_context(7, 20 + i) for i in range(3)], [_context(5, 30 + i) for i in range(3)]
+    t = torch.tensor([999, 500, 3])
+    clean = torch.tensor([[True, False, False], [True, True, False], [False, False, False]])
+    v_out, a_out = model(torch.stack(videos), torch.stack(audios), t, vctx, actx, video_clean=clean)
+    (v_out.square().sum() + a_out.square().sum()).backward()
+    for i in range(3):
+        v, a = videos[i].detach().requires_grad_(), audios[i].detach().requires_grad_()
+        other_clean = torch.zeros(1, 3, dtype=torch.bool)
+        v1, a1 = model([v, _video(2, 4, 4, 99)], [a, _audio(9, 98)], t[[i, i]], [vctx[i], vctx[i]], [actx[i], actx[i]],
+                       video_clean=torch.cat([clean[i : i + 1], other_clean]))
+        (v1[0].square().sum() + a1[0].square().sum()).backward()
+        assert _close(v_out[i], v1[0]) and _close(a_out[i], a1[0]), f"item {i} differs when batched"
+        assert _close(videos[i].grad, v.grad, 1e-4) and _close(audios[i].grad, a.grad, 1e-4), f"item {i}: gradients"
+
+
 @torch.no_grad()
 def test_padding_to_longer_sequences_never_changes_the_output(model):
     video, audio, t, vctx, actx = _batch()
