@@ -506,6 +506,19 @@ def dit_layers_of(weights: dict) -> int:
     return 1 + max(int(k[len(prefix):].split(".")[0]) for k in weights if k.startswith(prefix))
 
 
+def dit_layers_to_train(workdir: Path, dit_layers: int | None) -> int:
+    """The blocks per tower a dit run trains: `dit_layers`, else the adopted DiT's, else the default 4. Refuses
+    fewer than the adopted DiT has (a fine-tune keeps or grows it) before any data is read."""
+    adopted = Path(workdir) / ADOPTED_DIT
+    if not adopted.is_file():
+        return dit_layers or 4
+    have = dit_layers_of(torch.load(adopted, weights_only=True, map_location="cpu"))
+    if dit_layers is not None and dit_layers < have:
+        raise ValueError(f"--dit-layers {dit_layers}: the adopted DiT ({adopted}) has {have} blocks per tower; a "
+                         f"fine-tune keeps or grows it, it cannot drop blocks")
+    return dit_layers or have
+
+
 def grown_positions(old: int, new: int) -> list[int]:
     """Where each of `old` blocks sits in a tower of `new` blocks: spread evenly, first and last kept in place,
     so the added blocks fall between them."""
@@ -623,6 +636,7 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     tail_frames = 2  # pipeline.segments.DEFAULT_HOLD: latent frames an extension holds
     tail_audio = audio_positions_covering(tail_frames, DEFAULT_SPEC.vae_time_factor, DEFAULT_SPEC.fps,
                                           DEFAULT_SPEC.audio_samples_per_latent / DEFAULT_SPEC.audio_sample_rate)
+    dit_layers = dit_layers_to_train(workdir, dit_layers)  # (a refusal comes before the latents are read)
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
@@ -633,8 +647,6 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     specs = [SceneSpec(**s) for s in data["specs"]]
     adopted = Path(workdir) / ADOPTED_DIT
     adopted_state = torch.load(adopted, weights_only=True) if adopted.is_file() else None
-    if dit_layers is None:
-        dit_layers = dit_layers_of(adopted_state) if adopted_state is not None else 4
     model = JointDenoiser(default_configs(dit_layers), seed)
     if adopted_state is not None:  # (a fine-tune of an adopted bundle; see adopt_bundle)
         if dit_layers_of(adopted_state) != dit_layers:

@@ -67,6 +67,7 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         if stage == "dit":
             settings.pop("workers", None)  # its batches are slices of the pre-encoded set: nothing to build ahead
             processes = settings.pop("data_parallel", None) or 1
+            stages.dit_layers_to_train(workdir, settings.get("dit_layers"))  # (refused here, before any process)
             if processes > 1:
                 run_data_parallel(processes, workdir, {**settings, "resume": resume}, device)
                 return
@@ -256,6 +257,17 @@ def fine_tune_share(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def positive_int(text: str) -> int:
+    """--dit-layers / --data-parallel: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected at least 1")
+    return value
+
+
 def hold_shares(text: str) -> dict[str, float]:
     """--hold-shares: "segment_tail=0.15,whole_audio=0.1" -> the shares run_dit takes (kinds it knows, each share
     in [0, 1], together at most 1); kinds left out get none."""
@@ -301,10 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-shares", type=hold_shares, default=None, metavar="KIND=SHARE,...",
                    help="dit: long-form holds with these shares instead of stages.LONG_FORM_HOLDS (implies "
                         "--long-form-holds), e.g. segment_tail=0.15,whole_audio=0.15,whole_video=0.2")
-    p.add_argument("--dit-layers", type=int, default=None, metavar="N",
+    p.add_argument("--dit-layers", type=positive_int, default=None, metavar="N",
                    help="dit: blocks per tower; more than the adopted bundle's grows it (added blocks start as "
                         "identities, stages.grow_dit_state)")
-    p.add_argument("--data-parallel", type=int, default=None, metavar="N",
+    p.add_argument("--data-parallel", type=positive_int, default=None, metavar="N",
                    help="dit: train in N processes on the device, gradients averaged (a tiny model leaves a GPU "
                         "mostly idle in one process)")
     p.add_argument("--adopt", type=Path, default=None, help="first make the workdir start from this trained bundle")

@@ -105,3 +105,16 @@ def test_data_parallel_processes_hold_one_set_of_weights_and_one_checkpoint(tmp_
     assert saved["step"] == 150 and torch.equal(saved["model"]["weight"], a["weight"])
     # Trained on both processes' data towards the one target.
     assert torch.allclose(a["weight"], torch.tensor([[1.0, -2.0, 0.5]]), atol=0.2)
+
+
+def test_a_fine_tune_that_would_drop_blocks_is_refused_before_reading_data(tmp_path, capsys):
+    torch.save(_denoiser(4, 0).state_dict(), tmp_path / stages.ADOPTED_DIT)
+    assert stages.dit_layers_to_train(tmp_path, None) == 4 and stages.dit_layers_to_train(tmp_path, 6) == 6
+    # No latents in the workdir: a refusal that came after reading them would name the missing set instead.
+    with pytest.raises(ValueError, match=r"--dit-layers 3: the adopted DiT .* has 4 blocks per tower"):
+        stages.run_dit(tmp_path, 2, None, False, dit_layers=3, progress=False)
+    from jointav.training.train_default import main
+
+    with pytest.raises(SystemExit):
+        main(["--stage", "dit", "--workdir", str(tmp_path), "--data-parallel", "0"])
+    assert "--data-parallel: 0: expected at least 1" in capsys.readouterr().err
