@@ -354,7 +354,10 @@ class Tower(nn.Module):
         e = self.time_embedding(sinusoidal_embedding(self.cfg.freq_dim, values).to(dtype))
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))
 
-        ctx = torch.stack([F.pad(c, (0, 0, 0, self.cfg.text_len - c.shape[0])) for c in contexts])
+        if all(c.shape == contexts[0].shape for c in contexts):  # (one pad for the batch)
+            ctx = F.pad(torch.stack(contexts), (0, 0, 0, self.cfg.text_len - contexts[0].shape[0]))
+        else:
+            ctx = torch.stack([F.pad(c, (0, 0, 0, self.cfg.text_len - c.shape[0])) for c in contexts])
         context = self.text_embedding(ctx.to(device=device, dtype=dtype))
 
         table = self.rope_table(device)

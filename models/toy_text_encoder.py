@@ -181,13 +181,25 @@ class ToyTextEncoder(nn.Module):
 
     def encode(self, prompts: Sequence[str]) -> list[torch.Tensor]:
         """One `[L_i, text_dim]` tensor per prompt, on the module's device and dtype (the DiT's context list)."""
+        out, lengths = self._encode(prompts, "encode")
+        return [out[i, :n] for i, n in enumerate(lengths.tolist())]
+
+    def encode_padded(self, prompts: Sequence[str]) -> torch.Tensor:
+        """`[B, L, text_dim]`: `encode`'s tensors zero-padded to the longest, in a few batch-wide operations. The
+        DiT pads contexts with zeros, so this gives it what the list gives (a training batch's per-prompt slices
+        and pads otherwise cost a kernel each, forward and backward)."""
+        out, lengths = self._encode(prompts, "encode_padded")
+        keep = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
+        return out * keep[..., None].to(out.dtype)
+
+    def _encode(self, prompts: Sequence[str], name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(prompts, str) or len(prompts) == 0:
-            raise InputValueError(f"ToyTextEncoder.encode: got {prompts!r}; expected a non-empty list of prompts")
+            raise InputValueError(f"ToyTextEncoder.{name}: got {prompts!r}; expected a non-empty list of prompts")
         device = self.token_embedding.weight.device
         tokens = [self.tokenizer.encode(p) for p in prompts]
         lengths = torch.tensor([len(t) for t in tokens])
         ids = torch.full((len(tokens), int(lengths.max())), self.tokenizer.pad_id, dtype=torch.long)
         for i, t in enumerate(tokens):  # (on the CPU, then one copy: per-prompt copies cost a GPU transfer each)
             ids[i, : len(t)] = torch.tensor(t)
-        out = self(ids.to(device), lengths.to(device))
-        return [out[i, : len(t)] for i, t in enumerate(tokens)]
+        lengths = lengths.to(device)
+        return self(ids.to(device), lengths), lengths

@@ -692,7 +692,7 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         clean, audio_clean = clean.to(device), audio_clean.to(device)
         xv = torch.where(clean[:, None, :, None, None], x0v, xv)
         xa = torch.where(audio_clean[:, :, None], x0a, xa)
-        context = model.text_encoder.encode(captions)  # (on the model's device)
+        context = model.text_encoder.encode_padded(captions)  # (on the model's device; = encode's list to the DiT)
         with_refs = any(r is not None for r in refs)
         pv, pa = model.dit(xv, xa, 1000 * sigma, context, context, video_clean=clean,
                            audio_clean=audio_clean if bool(audio_clean.any()) else None,

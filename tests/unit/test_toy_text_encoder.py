@@ -51,6 +51,18 @@ def test_output_is_a_list_of_token_by_text_dim_tensors():
         enc.encode("a red ball")  # one string, not a list
 
 
+def test_padded_form_holds_each_prompts_rows_and_zeros_after_them():
+    enc = ToyTextEncoder(SMALL).eval()
+    prompts = ["a red ball bounces twice", "a blue cube", "a character says <S>la la la<E> in a low voice"]
+    listed = enc.encode(prompts)
+    padded = enc.encode_padded(prompts)
+    assert padded.shape == (3, max(len(c) for c in listed), SMALL.text_dim)
+    for row, c in zip(padded, listed):
+        assert torch.equal(row[: len(c)], c) and not row[len(c):].any()
+    with pytest.raises(InputValueError, match="encode_padded: got 'a red ball'"):
+        enc.encode_padded("a red ball")
+
+
 def test_same_seed_same_embeddings_whatever_the_batch():
     a, b, c = ToyTextEncoder(SMALL, seed=3), ToyTextEncoder(SMALL, seed=3), ToyTextEncoder(SMALL, seed=4)
     prompt = "a green square slides left and hits a wall, a high click, on a gray background"
