@@ -105,11 +105,9 @@ def rope_multipliers(
     """
     grids = _grid_list(grid_sizes)
     out = torch.ones(len(grids), seq_len, freqs.shape[1], dtype=freqs.dtype, device=freqs.device)
-    if len(grids) > 1 and all(tuple(g) == tuple(grids[0]) for g in grids):  # (one copy for a batch of one shape)
-        tokens = math.prod(grids[0])
-        if tokens <= seq_len:
-            out[:, :tokens] = _sample_multipliers(tuple(grids[0]), freqs, head_dim)
-            return out.unsqueeze(2)
+    if len(set(grids)) == 1 and math.prod(grids[0]) <= seq_len:  # (one copy for a batch of one shape)
+        out[:, : math.prod(grids[0])] = _sample_multipliers(grids[0], freqs, head_dim)
+        return out.unsqueeze(2)
     cache: dict[tuple[int, ...], torch.Tensor] = {}
     for b, grid in enumerate(grids):
         tokens = math.prod(grid)

@@ -500,22 +500,38 @@ class JointDenoiser(torch.nn.Module):
         self.text_encoder = ToyTextEncoder(ToyTextEncoderConfig.from_dict(configs["text_encoder"]), seed=seed)
 
 
+DIT_TOWERS = ("dit.video_model.blocks.", "dit.audio_model.blocks.")  # (JointDenoiser state-dict prefixes)
+
+
+def _block_key(key: str) -> tuple[str, int, str] | None:
+    """(tower prefix, block index, rest of the key) of a DiT block tensor's key; None for any other tensor."""
+    for tower in DIT_TOWERS:
+        if key.startswith(tower):
+            index, rest = key[len(tower):].split(".", 1)
+            return tower, int(index), rest
+    return None
+
+
 def dit_layers_of(weights: dict) -> int:
     """Blocks per tower of a JointDenoiser state dict."""
-    prefix = "dit.video_model.blocks."
-    return 1 + max(int(k[len(prefix):].split(".")[0]) for k in weights if k.startswith(prefix))
+    return 1 + max(found[1] for found in map(_block_key, weights) if found is not None)
 
 
-def dit_layers_to_train(workdir: Path, dit_layers: int | None) -> int:
-    """The blocks per tower a dit run trains: `dit_layers`, else the adopted DiT's, else the default 4. Refuses
+def load_adopted_dit(workdir: Path) -> dict | None:
+    """The adopted DiT + text encoder of a workdir (adopt_bundle), or None when it started from scratch."""
+    path = Path(workdir) / ADOPTED_DIT
+    return torch.load(path, weights_only=True, map_location="cpu") if path.is_file() else None
+
+
+def dit_layers_to_train(adopted: dict | None, dit_layers: int | None, workdir: Path) -> int:
+    """The blocks per tower a dit run trains: `dit_layers`, else the `adopted` DiT's, else the default 4. Refuses
     fewer than the adopted DiT has (a fine-tune keeps or grows it) before any data is read."""
-    adopted = Path(workdir) / ADOPTED_DIT
-    if not adopted.is_file():
+    if adopted is None:
         return dit_layers or 4
-    have = dit_layers_of(torch.load(adopted, weights_only=True, map_location="cpu"))
+    have = dit_layers_of(adopted)
     if dit_layers is not None and dit_layers < have:
-        raise ValueError(f"--dit-layers {dit_layers}: the adopted DiT ({adopted}) has {have} blocks per tower; a "
-                         f"fine-tune keeps or grows it, it cannot drop blocks")
+        raise ValueError(f"--dit-layers {dit_layers}: the adopted DiT ({Path(workdir) / ADOPTED_DIT}) has {have} "
+                         f"blocks per tower; a fine-tune keeps or grows it, it cannot drop blocks")
     return dit_layers or have
 
 
@@ -541,18 +557,12 @@ def grow_dit_state(smaller: dict, template: dict) -> dict:
     added = set(range(new)) - set(where.values())
     out = {}
     for key, value in template.items():
-        out[key] = value.clone()
-        for tower in ("dit.video_model.blocks.", "dit.audio_model.blocks."):
-            if key.startswith(tower):
-                index, rest = key[len(tower):].split(".", 1)
-                if int(index) in added and rest.startswith(ADDED_BLOCK_OUTPUTS):
-                    out[key] = torch.zeros_like(value)
+        block = _block_key(key)
+        zeroed = block is not None and block[1] in added and block[2].startswith(ADDED_BLOCK_OUTPUTS)
+        out[key] = torch.zeros_like(value) if zeroed else value.clone()
     for key, value in smaller.items():
-        target = key
-        for tower in ("dit.video_model.blocks.", "dit.audio_model.blocks."):
-            if key.startswith(tower):
-                index, rest = key[len(tower):].split(".", 1)
-                target = f"{tower}{where[int(index)]}.{rest}"
+        block = _block_key(key)
+        target = key if block is None else f"{block[0]}{where[block[1]]}.{block[2]}"
         if target not in out or out[target].shape != value.shape:
             raise ValueError(f"{key}: no tensor of shape {tuple(value.shape)} at {target} in the grown DiT")
         out[target] = value.clone()
@@ -636,7 +646,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     tail_frames = 2  # pipeline.segments.DEFAULT_HOLD: latent frames an extension holds
     tail_audio = audio_positions_covering(tail_frames, DEFAULT_SPEC.vae_time_factor, DEFAULT_SPEC.fps,
                                           DEFAULT_SPEC.audio_samples_per_latent / DEFAULT_SPEC.audio_sample_rate)
-    dit_layers = dit_layers_to_train(workdir, dit_layers)  # (a refusal comes before the latents are read)
+    adopted_state = load_adopted_dit(workdir)  # (a fine-tune of an adopted bundle; see adopt_bundle)
+    dit_layers = dit_layers_to_train(adopted_state, dit_layers, workdir)  # (refused before the latents are read)
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
@@ -645,10 +656,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     ref_video = [None if r is None else ((r - mean_t) / std_t).to(device) for r in data["ref_video"]]
     ref_audio = [None if r is None else r.to(device) for r in data["ref_audio"]]
     specs = [SceneSpec(**s) for s in data["specs"]]
-    adopted = Path(workdir) / ADOPTED_DIT
-    adopted_state = torch.load(adopted, weights_only=True) if adopted.is_file() else None
     model = JointDenoiser(default_configs(dit_layers), seed)
-    if adopted_state is not None:  # (a fine-tune of an adopted bundle; see adopt_bundle)
+    if adopted_state is not None:
         if dit_layers_of(adopted_state) != dit_layers:
             adopted_state = grow_dit_state(adopted_state, model.state_dict())
         model.load_state_dict(adopted_state)

@@ -67,7 +67,8 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         if stage == "dit":
             settings.pop("workers", None)  # its batches are slices of the pre-encoded set: nothing to build ahead
             processes = settings.pop("data_parallel", None) or 1
-            stages.dit_layers_to_train(workdir, settings.get("dit_layers"))  # (refused here, before any process)
+            # (refused here, before any process starts)
+            stages.dit_layers_to_train(stages.load_adopted_dit(workdir), settings.get("dit_layers"), workdir)
             if processes > 1:
                 run_data_parallel(processes, workdir, {**settings, "resume": resume}, device)
                 return

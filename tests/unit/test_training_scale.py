@@ -109,7 +109,9 @@ def test_data_parallel_processes_hold_one_set_of_weights_and_one_checkpoint(tmp_
 
 def test_a_fine_tune_that_would_drop_blocks_is_refused_before_reading_data(tmp_path, capsys):
     torch.save(_denoiser(4, 0).state_dict(), tmp_path / stages.ADOPTED_DIT)
-    assert stages.dit_layers_to_train(tmp_path, None) == 4 and stages.dit_layers_to_train(tmp_path, 6) == 6
+    adopted = stages.load_adopted_dit(tmp_path)
+    assert stages.dit_layers_to_train(adopted, None, tmp_path) == 4
+    assert stages.dit_layers_to_train(adopted, 6, tmp_path) == 6
     # No latents in the workdir: a refusal that came after reading them would name the missing set instead.
     with pytest.raises(ValueError, match=r"--dit-layers 3: the adopted DiT .* has 4 blocks per tower"):
         stages.run_dit(tmp_path, 2, None, False, dit_layers=3, progress=False)
