@@ -619,12 +619,36 @@ def draw_holds(rng: np.random.Generator, batch: int, p_first_frame: float, long_
     return kinds
 
 
+TOWERS = ("both", "audio", "video")
+
+
+def freeze_for_towers(model: torch.nn.Module, towers: str) -> list[str]:
+    """Leave only `towers`' DiT weights trainable ("audio": the audio tower, whose blocks also hold its attention
+    to the video tokens; "video" likewise; "both": everything); returns the names that train.
+
+    Why one tower: a fine-tune for video-to-audio changes what the audio tower reads from clean video, and
+    training the video tower or the shared text encoder along with it is what costs the single-clip picture
+    (every fine-tune of both towers lost a clip or two of smooth motion, TRAINING.md). Frozen here, the picture
+    changes only through what the video tower reads from the audio tower's states."""
+    if towers not in TOWERS:
+        raise ValueError(f"towers={towers!r}: expected one of {', '.join(TOWERS)}")
+    trained = []
+    for name, parameter in model.named_parameters():
+        trains = towers == "both" or name.startswith(f"dit.{towers}_model.")
+        parameter.requires_grad_(trains)
+        if trains:
+            trained.append(name)
+    if not trained:
+        raise ValueError(f"towers={towers!r}: the model has no parameters under dit.{towers}_model")
+    return trained
+
+
 def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: bool, seed: int = 4, batch: int = 16,
             shift: float = 3.0, p_uncond: float = 0.1, p_first_frame: float = 0.2, p_cameo: float = 0.5,
             p_cameo_caption_alone: float = 0.15, p_subject: float = 0.25, p_subject_caption_alone: float = 0.08,
             progress: bool = True, stop_at: int | None = None,
             device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None,
-            dit_layers: int | None = None, collective=None):
+            dit_layers: int | None = None, collective=None, towers: str = "both"):
     """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
     and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
@@ -638,10 +662,14 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     left out of the loss; None trains the shipped mix only.
     dit_layers: blocks per tower; above the adopted DiT's, it grows (grow_dit_state) before training. With a
     `collective` (loop.Collective), this is one of several data-parallel processes: process r of w trains on
-    the batches a single process would draw at steps k*w + r, so one process alone is the run it always was."""
+    the batches a single process would draw at steps k*w + r, so one process alone is the run it always was.
+    towers: "both", or the one tower whose weights train ("audio" / "video"; the other tower and the text encoder
+    stay as adopted, see freeze_for_towers)."""
     from ..pipeline.specs import DEFAULT_SPEC
     from ..samplers.conditioning import audio_positions_covering
 
+    if towers not in TOWERS:  # (before the latents are read)
+        raise ValueError(f"towers={towers!r}: expected one of {', '.join(TOWERS)}")
     long_form = dict(long_form_holds or {})
     tail_frames = 2  # pipeline.segments.DEFAULT_HOLD: latent frames an extension holds
     tail_audio = audio_positions_covering(tail_frames, DEFAULT_SPEC.vae_time_factor, DEFAULT_SPEC.fps,
@@ -661,6 +689,7 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         if dit_layers_of(adopted_state) != dit_layers:
             adopted_state = grow_dit_state(adopted_state, model.state_dict())
         model.load_state_dict(adopted_state)
+    freeze_for_towers(model, towers)
     rank, world = (0, 1) if collective is None else (collective.rank, collective.world)
     if rank == 0:  # (what the bundle's latent statistics must be: the ones this run normalised with)
         (Path(workdir) / LATENT_STATS).write_text(json.dumps({"mean": mean, "std": std}))

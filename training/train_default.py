@@ -75,6 +75,7 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
         else:
             settings.pop("data_parallel", None)
             settings.pop("dit_layers", None)
+            settings.pop("towers", None)
         run(workdir, settings.pop("steps", None), settings.pop("minutes", None), resume, device=device, **settings,
             **extra)
     elif stage == "encode":
@@ -317,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dit-layers", type=positive_int, default=None, metavar="N",
                    help="dit: blocks per tower; more than the adopted bundle's grows it (added blocks start as "
                         "identities, stages.grow_dit_state)")
+    p.add_argument("--train-towers", choices=stages.TOWERS, default=None,
+                   help="dit: train only this tower's weights (the other tower and the text encoder stay as "
+                        "adopted), e.g. audio for a video-to-audio fine-tune that leaves the picture's weights alone "
+                        "(default: both)")
     p.add_argument("--data-parallel", type=positive_int, default=None, metavar="N",
                    help="dit: train in N processes on the device, gradients averaged (a tiny model leaves a GPU "
                         "mostly idle in one process)")
@@ -349,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                   long_form_holds=holds if stage == "dit" else None,
                   dit_layers=args.dit_layers if stage == "dit" else None,
                   data_parallel=args.data_parallel if stage == "dit" else None,
+                  towers=args.train_towers if stage == "dit" else None,
                   average_with_adopted=args.average_with_adopted if stage == "bundle" else None)
     return 0
 

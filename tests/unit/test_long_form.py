@@ -356,9 +356,13 @@ def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts
     model, _ = parts
     assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # leading clean frames, as the trained first frame
     assert long_form.hold_mode_for(model, "whole_audio") == "noised"
-    assert long_form.hold_mode_for(model, "whole_video") == "noised"
+    assert long_form.hold_mode_for(model, "whole_video") == "clean"  # measured better for foley (TRAINED_HOLDS)
     monkeypatch.setitem(long_form.TRAINED_HOLDS, model.spec.family, frozenset({"first_frame", "whole_audio"}))
     assert long_form.hold_mode_for(model, "whole_audio") == "clean"
+    assert long_form.hold_mode_for(model, "whole_video") == "noised"
+    monkeypatch.delitem(long_form.TRAINED_HOLDS, model.spec.family)
+    assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # a family registered with nothing: first frame
+    assert long_form.hold_mode_for(model, "whole_video") == "noised"
 
 
 def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):

@@ -385,3 +385,24 @@ def test_the_vocoder_fine_tune_starts_from_the_trained_vocoder_and_replaces_it(t
     torch.save({**tuned, "ema": tuned["model"]}, checkpoint_path(work, "vocoder_finetune"))
     assert torch.equal(stages.trained_vocoder(work).state_dict()["conv_post.weight"],
                        tuned["model"]["conv_post.weight"])
+
+
+def test_a_one_tower_fine_tune_moves_that_tower_alone(tmp_path):
+    """--train-towers audio: the audio tower (with its attention to the video tokens) trains; the video tower and
+    the text encoder keep their weights bit for bit, in the weights and in the EMA that ships."""
+    torch.set_num_threads(1)
+    _fake_latents(tmp_path)
+    start = stages.JointDenoiser(stages.default_configs(), 4).state_dict()
+    stages.run_dit(tmp_path, 3, None, False, batch=2, progress=False, lr=1e-2, towers="audio",
+                   long_form_holds={"whole_video": 0.5})
+    saved = _saved(tmp_path, "dit")
+    for part in ("model", "ema"):
+        moved = {key for key, value in saved[part].items() if not torch.equal(value, start[key])}
+        assert moved, part
+        assert all(key.startswith("dit.audio_model.") for key in moved), sorted(moved)[:3]
+        assert any(".cross_attn.k_fusion." in key for key in moved)  # what it reads from the video tokens
+
+
+def test_an_unknown_tower_is_refused_before_the_latents_are_read(tmp_path):
+    with pytest.raises(ValueError, match="towers='sound': expected one of both, audio, video"):
+        stages.run_dit(tmp_path, 1, None, False, progress=False, towers="sound")  # (no latents there at all)
