@@ -33,7 +33,8 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
                    help="how held frames/sound are held: clean (timestep-0 tokens, as Ovi's i2v; what a model "
                         "trained with that kind of hold wants), noised (replaced by the held value noised to each "
                         "step, for weights never trained with it); auto (default): clean where the model was trained "
-                        "with the hold, noised where not (whole-sound and whole-video holds on the shipped models)")
+                        "with the hold and measured better so (the embedded default's whole video), noised where not "
+                        "(whole-sound holds; whole-video holds on Ovi)")
     if size:
         p.add_argument("--size", type=parse_size, help=_size_help())
     if hold:
