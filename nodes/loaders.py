@@ -48,6 +48,15 @@ def register_audio_folder() -> None:
         folder_paths.folder_names_and_paths[AUDIO_FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
 
 
+def register_adapter_folder() -> None:
+    """The embedded default's hold adapters (default_model/adapters/) in core's `loras` list, so a native graph
+    adds the foley adapter with core LoraLoaderModelOnly (the JointAV Sampler adds it by itself)."""
+    from ..pipeline.adapters import ADAPTER_DIR
+
+    if ADAPTER_DIR.is_dir():
+        folder_paths.add_model_folder_path("loras", str(ADAPTER_DIR))
+
+
 def choices(folder: str) -> list[str]:
     return [EMBEDDED, *folder_paths.get_filename_list(folder)]
 

@@ -60,7 +60,8 @@ class VideoToAudioLatent(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Video-to-audio (foley): the given frames are held clean for the whole clip; the sampler "
-                        "makes their sound.",
+                        "makes their sound. On the embedded default the JointAV Sampler adds its foley adapter "
+                        "(default_model/adapters/, a fine-tune of the audio tower for a given picture) by itself.",
             inputs=[
                 JointAVModel.Input("model"),
                 JointAVDecoders.Input("decoders", tooltip="Their video VAE encodes the frames (it needs its encoder)."),

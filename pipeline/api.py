@@ -28,6 +28,7 @@ from ..samplers import FirstFrame, PromptContexts, audio_latent_length
 from ..samplers import sample as sample_latents
 from ..samplers.step_cache import StepCache
 from ..text.ovi_prompt import clean_for_tokenizer, compose_prompt
+from .adapters import applied, chosen_adapter
 from .default_model import default_parts, is_bundle, load_bundle
 from .specs import DEFAULT_SPEC, spec_for_file
 from .types import Decoders, JointConditioning, JointLatent, JointModel, ModelSpec
@@ -299,7 +300,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
            solver: str = "unipc", shift: float = 5.0, video_guidance: float = 4.0, audio_guidance: float = 3.0,
            skip_layer: int | str | None = "default", progress=None, cancel=None,
            step_cache: StepCache | None = None,
-           hold_mode: str = "clean") -> JointLatent:
+           hold_mode: str = "clean", adapter: str = "auto") -> JointLatent:
     """Denoise a joint latent: seeded noise, guided steps, held frames kept. Returns the clean latents.
 
     skip_layer: the block skipped in the negative pass; "default" (or -1) takes the model family's (11 for
@@ -308,6 +309,9 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     the run), so a stop request lands within one block's time even when one forward takes long.
     step_cache: skip passes whose step changes little (samplers/step_cache.py; off when None). Its
     settings and how many passes it skipped go into the provenance.
+    adapter: "auto" adds the model family's hold adapter for the latent's hold (the embedded default's foley
+    adapter when the whole video is held clean; pipeline/adapters.py) while sampling, "off" never. Which one was
+    added goes into the provenance.
     """
     if skip_layer in ("default", MODEL_SKIP_LAYER):
         skip_layer = model.spec.default_skip_layer
@@ -320,9 +324,10 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
     skip_layer = skip_layer or None
     dit, device = model.dit, model.device
     dtype = dit.compute_dtype
+    added = chosen_adapter(model, latent.conditionings, hold_mode, adapter)
     dit.block_check = _block_check(cancel)
     try:
-        with offload_session(dit), split_over_processes(dit):
+        with applied(dit, added), offload_session(dit), split_over_processes(dit):
             positive = PromptContexts.shared(conditioning.video_positive[None].to(device, dtype))
             negative = PromptContexts(video=conditioning.video_negative[None].to(device, dtype),
                                       audio=conditioning.audio_negative[None].to(device, dtype))
@@ -337,7 +342,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
         dit.block_check = None
     provenance = sampling_provenance(model, conditioning, latent, seed=seed, solver=solver, steps=steps, shift=shift,
                                      video_guidance=video_guidance, audio_guidance=audio_guidance,
-                                     skip_layer=skip_layer, hold_mode=hold_mode)
+                                     skip_layer=skip_layer, hold_mode=hold_mode, adapter=added)
     if step_cache is not None:
         provenance["sampler"]["step_cache"] = {"threshold": step_cache.threshold, "skipped": step_cache.skipped,
                                                "computed": step_cache.computed}
@@ -349,7 +354,7 @@ def sample(model: JointModel, conditioning: JointConditioning, latent: JointLate
 
 def sampling_provenance(model: JointModel, conditioning: JointConditioning, latent: JointLatent, *, seed: int,
                         solver: str, steps: int, shift: float, video_guidance: float, audio_guidance: float,
-                        skip_layer: int | None, hold_mode: str = "clean") -> dict:
+                        skip_layer: int | None, hold_mode: str = "clean", adapter=None) -> dict:
     """The latent's provenance plus what sampling made the clip with (JointAV Save Video's manifest reads it)."""
     # keys set before sampling (e.g. a cameo's consent record) stay; sampling adds what made the clip
     return {**latent.provenance, "model": model.name, "prompt": conditioning.prompt, "seed": seed,
@@ -357,7 +362,8 @@ def sampling_provenance(model: JointModel, conditioning: JointConditioning, late
                         "audio_guidance": audio_guidance, "skip_layer": skip_layer,
                         "video_negative": conditioning.video_negative_prompt,
                         "audio_negative": conditioning.audio_negative_prompt,
-                        **({"hold_mode": hold_mode} if hold_mode != "clean" else {})}}
+                        **({"hold_mode": hold_mode} if hold_mode != "clean" else {}),
+                        **({"adapter": adapter.provenance()} if adapter is not None else {})}}
 
 
 def _block_check(cancel) -> Callable[[], None] | None:

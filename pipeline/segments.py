@@ -76,12 +76,15 @@ class Settings:
     # samplers.sample's "clean" (timestep-0 tokens) or "noised" (replacement), or "auto": clean where the model's
     # weights were trained with that kind of hold (TRAINED_HOLDS), noised where not
     hold_mode: str = "auto"
+    # "auto": the model family's hold adapter where it ships one for a segment's hold (pipeline/adapters.py: the
+    # embedded default's foley adapter while the picture is given); "off": the base weights everywhere
+    adapter: str = "auto"
 
     def record(self, model: JointModel) -> dict:
         return {"solver": self.solver, "steps": self.steps or model.spec.default_steps, "shift": self.shift,
                 "video_guidance": self.video_guidance, "audio_guidance": self.audio_guidance,
                 "skip_layer": self.skip_layer, "video_negative": self.video_negative,
-                "audio_negative": self.audio_negative, "hold_mode": self.hold_mode}
+                "audio_negative": self.audio_negative, "hold_mode": self.hold_mode, "adapter": self.adapter}
 
 
 @dataclass
@@ -234,7 +237,7 @@ class _Run:
         return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
                           steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
                           video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,
-                          progress=step, cancel=self.cancel, hold_mode=mode)
+                          progress=step, cancel=self.cancel, hold_mode=mode, adapter=s.adapter)
 
     def write(self, frames: np.ndarray, sound: np.ndarray, limit_frames: int | None = None) -> None:
         """Append frames and the sound that goes with them (sound trimmed or padded to the frames' duration)."""

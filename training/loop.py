@@ -156,6 +156,7 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
     if collective is not None:
         collective.same_weights(model)
     params = [p for p in model.parameters() if p.requires_grad]
+    frozen = frozenset(n for n, p in model.named_parameters() if not p.requires_grad)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ema = None
     if cfg.ema_decay is not None:
@@ -225,7 +226,7 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         if ema is not None:
-            _update_ema(ema, model.state_dict(), min(cfg.ema_decay, (1 + state.step) / (10 + state.step)))
+            _update_ema(ema, model.state_dict(), min(cfg.ema_decay, (1 + state.step) / (10 + state.step)), frozen)
         state.step += 1
         state.seconds += clock() - t0
         window = state.window
@@ -253,16 +254,17 @@ def train(cfg: LoopConfig, model: torch.nn.Module, step_fn: Callable, workdir: P
     return state, ema_model
 
 
-def _update_ema(ema: dict, current: dict, decay: float) -> None:
-    """ema <- decay * ema + (1 - decay) * current for float tensors (copied otherwise); one fused kernel per
-    operation over all tensors, since per-tensor calls dominate a tiny model's step on a GPU."""
+def _update_ema(ema: dict, current: dict, decay: float, frozen: frozenset = frozenset()) -> None:
+    """ema <- decay * ema + (1 - decay) * current for float tensors (copied otherwise, and for `frozen`
+    parameters, whose average would drift from their value by rounding alone); one fused kernel per operation
+    over all tensors, since per-tensor calls dominate a tiny model's step on a GPU."""
     with torch.no_grad():
-        floats = [k for k, v in current.items() if v.is_floating_point()]
+        floats = [k for k, v in current.items() if v.is_floating_point() and k not in frozen]
         targets = [ema[k] for k in floats]
         torch._foreach_mul_(targets, decay)
         torch._foreach_add_(targets, [current[k].detach() for k in floats], alpha=1 - decay)
         for k, v in current.items():
-            if not v.is_floating_point():
+            if not v.is_floating_point() or k in frozen:
                 ema[k].copy_(v)
 
 

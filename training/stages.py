@@ -805,6 +805,33 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
 
 
+def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio", hold: str = "whole_video") -> Path:
+    """A hold adapter (pipeline/adapters.py) from a one-tower dit run: the `towers` weights' EMA minus the adopted
+    bundle's, for the family's `hold`, written where the pipeline looks for it (or to `out`). The bundle itself
+    stays the adopted one, so every other task samples the weights it was measured with."""
+    from ..pipeline.adapters import ADAPTERS, save_adapter
+
+    family = "jointav-default"
+    if hold not in ADAPTERS[family]:
+        raise ValueError(f"hold={hold!r}: the {family} family has adapters for {', '.join(ADAPTERS[family])}")
+    if towers not in ("audio", "video"):
+        raise ValueError(f"towers={towers!r}: an adapter holds one tower, audio or video")
+    adopted = load_adopted_dit(workdir)
+    if adopted is None:
+        raise FileNotFoundError(f"adapter: {Path(workdir) / ADOPTED_DIT} is absent; an adapter is a difference to "
+                                f"an adopted bundle (--adopt BUNDLE), trained with --stage dit --train-towers {towers}")
+    tuned = load_checkpoint_weights(workdir, "dit", ema=True)
+    if dit_layers_of(adopted) != dit_layers_of(tuned):
+        raise ValueError(f"adapter: the dit run has {dit_layers_of(tuned)} blocks per tower, the adopted bundle "
+                         f"{dit_layers_of(adopted)}; an adapter adds to the bundle's own weights")
+    prefix = f"dit.{towers}_model."
+    picked = {k[len("dit."):]: v for k, v in tuned.items() if k.startswith(prefix)}
+    base = {k[len("dit."):]: adopted[k] for k in tuned if k.startswith(prefix)}
+    path = Path(out) if out else ADAPTERS[family][hold]
+    return save_adapter(path, base, picked, name=path.stem, family=family, hold=hold,
+                        note=f"the {towers} tower: EMA of the dit run in {Path(workdir).name} minus the adopted bundle's")
+
+
 def export_curves(workdir: Path) -> Path:
     """curves.json: each trained stage's loss curve, steps and seconds, small enough to copy off a training
     machine without its checkpoints (training.report reads it when the checkpoints are not there)."""

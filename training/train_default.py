@@ -12,7 +12,9 @@ bundle can be fine-tuned: `--adopt BUNDLE` makes the workdir start from it (stag
 
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
 writes default_model/jointav-default.safetensors (or --out); `--average-with-adopted 0.15` makes its DiT a weight
-average of the fine-tune (15%) and the adopted bundle (85%).
+average of the fine-tune (15%) and the adopted bundle (85%). After `--stage dit --train-towers audio` (with
+whole-video holds), `--stage adapter` writes that tower's change instead, as the foley hold adapter
+(default_model/adapters/, pipeline/adapters.py): added only while a given picture's sound is sampled.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from . import stages
 from .report import write_report
 
 STAGES = ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "encode", "subject_refs", "dit", "video_decoder",
-          "bundle", "export", "report")
+          "bundle", "adapter", "export", "report")
 # What --stage all runs. video_decoder (the decoder alone, encoder frozen) is optional since the video VAE
 # trains on whole clips; export is for copying curves off a training machine.
 ALL_STAGES = ("video_vae", "audio_vae", "vocoder", "vocoder_finetune", "encode", "dit", "bundle", "report")
@@ -85,6 +87,8 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
             print(path)
     elif stage == "bundle":
         print(stages.run_bundle(workdir, out, average_with_adopted=settings.get("average_with_adopted")))
+    elif stage == "adapter":  # (after a one-tower dit run: that tower's change as a hold adapter)
+        print(stages.run_adapter(workdir, out, towers=settings.get("towers") or "audio"))
     elif stage == "export":
         print(stages.export_curves(workdir))
     elif stage == "report":
@@ -354,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                   long_form_holds=holds if stage == "dit" else None,
                   dit_layers=args.dit_layers if stage == "dit" else None,
                   data_parallel=args.data_parallel if stage == "dit" else None,
-                  towers=args.train_towers if stage == "dit" else None,
+                  towers=args.train_towers if stage in ("dit", "adapter") else None,
                   average_with_adopted=args.average_with_adopted if stage == "bundle" else None)
     return 0
 

@@ -351,6 +351,64 @@ def check_lora() -> dict:
     return {"forms": results, "base_restored_after_unload": restored}
 
 
+def check_foley_adapter(steps: int = 6) -> dict:
+    """The embedded default's foley adapter inside ComfyUI: the JointAV Sampler adds it (core diff patches on a clone
+    of the MODEL) for a video-to-audio latent and matches the library loop that adds it in place; core
+    LoraLoaderModelOnly finds the same file in its `loras` list and patches exactly its differences; the MODEL's
+    own weights are untouched afterwards."""
+    import comfy.model_management
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+    import torch
+
+    loaders, prompt, sampler_node = (pack(f"nodes.{m}") for m in ("loaders", "prompt", "sampler"))
+    api, adapters, graph_latents = pack("pipeline.api"), pack("pipeline.adapters"), pack("pipeline.graph_latents")
+    toyworld = pack("toyworld")
+    loaders.register_adapter_folder()
+    model, core_model, _ = loaders.LoadModel.execute(loaders.EMBEDDED, "auto", "auto", "none", "auto").result
+    decoders = api.load_decoders(None)
+    text = "a red ball bounces twice on the left, low thuds, on a gray background"
+    conditioning = prompt.EncodePrompt.execute(model, text, "", "", "blur, jitter", "robotic, muffled").result[0]
+    frames = torch.from_numpy(toyworld.render_clip(toyworld.parse_caption(text), seed=5).frames).float() / 255
+    latent = graph_latents.video_to_audio_latent(model, decoders, frames)
+    base = {k: v.clone() for k, v in core_model.model.diffusion_model.state_dict().items()}
+    node = sampler_node.Sampler.execute(model, conditioning, latent, 3, steps, "unipc", 5.0, 4.0, 3.0, -1).result[0]
+    # then text-to-AV on the same MODEL while the adapted clone is still loaded: core must take the adapter off
+    t2av = api.empty_latent(model, "2s", 64, 64)
+    node_t2av = sampler_node.Sampler.execute(model, conditioning, t2av, 3, steps, "unipc", 5.0, 4.0, 3.0, -1).result[0]
+    comfy.model_management.unload_all_models()  # (the library loop reads the plain DiT's weights directly)
+    after_node = all(torch.equal(v, base[k]) for k, v in core_model.model.diffusion_model.state_dict().items())
+    library = api.sample(model, conditioning, latent, seed=3, steps=steps, solver="unipc")
+    plain = api.sample(model, conditioning, latent, seed=3, steps=steps, solver="unipc", adapter="off")
+    library_t2av = api.sample(model, conditioning, t2av, seed=3, steps=steps, solver="unipc")
+
+    path = adapters.ADAPTERS["jointav-default"]["whole_video"]
+    listed = path.name in folder_paths.get_filename_list("loras")
+    lora = comfy.utils.load_torch_file(folder_paths.get_full_path("loras", path.name), safe_load=True)
+    patched, _ = comfy.sd.load_lora_for_models(core_model, None, lora, 1.0, 0)
+    comfy.model_management.load_models_gpu([patched])
+    weights = patched.model.diffusion_model.state_dict()
+    diffs = adapters.read_adapter(path, model.dit).diffs
+    errors = {k: float((weights[k].float() - (base[k].float() + d.float())).abs().max())
+              for k, d in diffs.items()}
+    weight_error = max(errors.values())
+    others = all(torch.equal(weights[k], base[k]) for k in base if k not in diffs)
+    comfy.model_management.unload_all_models()
+    restored = all(torch.equal(v, base[k]) for k, v in core_model.model.diffusion_model.state_dict().items())
+    return {"node_adapter": node.provenance["sampler"].get("adapter"),
+            "library_adapter": library.provenance["sampler"].get("adapter"),
+            "node_vs_library_audio": maxdiff(node.audio, library.audio),
+            "node_vs_library_video": maxdiff(node.video, library.video),
+            "node_vs_without_audio": maxdiff(node.audio, plain.audio),
+            "t2av_after_foley_node_vs_library": max(maxdiff(node_t2av.audio, library_t2av.audio),
+                                                    maxdiff(node_t2av.video, library_t2av.video)),
+            "t2av_adapter": node_t2av.provenance["sampler"].get("adapter"),
+            "weights_untouched_after_node": after_node, "listed_in_loras": listed,
+            "lora_patched_keys": len(patched.patches), "adapter_keys": len(diffs),
+            "lora_weight_error": weight_error, "lora_others_untouched": others, "restored_after_unload": restored}
+
+
 def check_management() -> dict:
     """Model management: listed after a run, unloaded by unload_all_models and by free_memory; partial loading."""
     import comfy.model_management as mm

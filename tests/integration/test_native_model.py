@@ -126,6 +126,21 @@ def test_lora_loader_model_only_in_every_key_form(comfy_python):
     assert result["base_restored_after_unload"]
 
 
+def test_the_foley_adapter_is_added_by_the_sampler_and_by_core_lora_loader(comfy_python):
+    """Video-to-audio on the embedded default inside ComfyUI: the JointAV Sampler adds the shipped foley adapter
+    as core weight patches (the library loop's clip within float32 rounding, the adapter in the provenance, the
+    MODEL's weights untouched); core LoraLoaderModelOnly lists the same file and patches exactly its differences."""
+    r = run_check(comfy_python, "foley_adapter")
+    assert r["node_adapter"] == r["library_adapter"] == {"name": "jointav-default-foley", "hold": "whole_video",
+                                                         "file": "jointav-default-foley.safetensors"}, r
+    assert r["node_vs_library_audio"] <= 3e-5 and r["node_vs_library_video"] <= 3e-5, r
+    assert r["node_vs_without_audio"] > 1e-2, r  # the adapter changed the sound
+    assert r["t2av_adapter"] is None and r["t2av_after_foley_node_vs_library"] <= 3e-5, r  # and left text-to-AV alone
+    assert r["weights_untouched_after_node"] and r["restored_after_unload"], r
+    assert r["listed_in_loras"] and r["lora_patched_keys"] == r["adapter_keys"] > 0, r
+    assert r["lora_weight_error"] <= 1e-6 and r["lora_others_untouched"], r
+
+
 def test_model_management_lists_unloads_and_partially_loads(comfy_python):
     result = run_check(comfy_python, "management")
     assert result["ours_loaded_after_run"] and "JointAVModel" in result["loaded_models"]

@@ -17,6 +17,7 @@ from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
 from jointav.cli import build_parser
 from jointav.errors import InputValueError
 from jointav.pipeline import api, graph_latents, long_form
+from jointav.pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME
 from jointav.pipeline.film_memory import FilmInMemory
 from jointav.provenance import verify_file
 from jointav.samplers import SegmentTail, WholeAudio, WholeVideo
@@ -184,6 +185,19 @@ def test_foley_holds_the_given_frames_and_writes_them(tmp_path, monkeypatch, toy
     frames_out, sound, _, rate = read_mp4(out)
     assert len(frames_out) == 25 and sound is not None and rate == MODEL_RATE
     assert np.abs(frames_out.astype(float) - frames_in.astype(float)).mean() < 4.0
+
+
+def test_foley_adds_the_default_models_foley_adapter_unless_told_off(tmp_path, monkeypatch, toy_clip):
+    if not (BUNDLE_DIR / BUNDLE_NAME).is_file():
+        pytest.skip(f"NO TRAINED DEFAULT MODEL: {BUNDLE_DIR / BUNDLE_NAME} is absent, and its foley adapter with it")
+    spy = SampleSpy(monkeypatch)
+    source = write_toy(tmp_path / "silent.mp4", toy_clip, sound=False)
+    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
+    assert spy.calls[-1][1].provenance["sampler"]["adapter"]["name"] == "jointav-default-foley"
+    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--adapter", "off", "--out", tmp_path / "b.mp4") == 0
+    assert "adapter" not in spy.calls[-1][1].provenance["sampler"]
+    assert cli("extend", "--to", "2s", "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "c.mp4") == 0
+    assert "adapter" not in spy.calls[-1][1].provenance["sampler"]  # no given picture: the base weights
 
 
 def test_a_long_sound_is_animated_in_segments_each_holding_its_sound_and_the_last_frame(tmp_path, monkeypatch,
