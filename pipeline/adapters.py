@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointFileError, CheckpointKeyError, InputValueError
-from ..samplers import WholeVideo
+from ..samplers import WholeAudio, WholeVideo
 from .default_model import BUNDLE_DIR
 
 log = logging.getLogger(__name__)
@@ -186,8 +186,14 @@ _loaded: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, HoldAdapter | Non
 
 
 def latent_hold(conditionings) -> str | None:
-    """The hold kind an adapter is chosen by: "whole_video" when the picture is given (video-to-audio)."""
-    return "whole_video" if any(isinstance(c, WholeVideo) for c in conditionings or ()) else None
+    """The hold kind an adapter is chosen by: "whole_video" when the picture is given (video-to-audio),
+    "whole_audio" when the sound is (audio-to-video)."""
+    items = list(conditionings or ())
+    if any(isinstance(c, WholeVideo) for c in items):
+        return "whole_video"
+    if any(isinstance(c, WholeAudio) for c in items):
+        return "whole_audio"
+    return None
 
 
 def adapter_for(model, hold: str | None, weight=None) -> HoldAdapter | None:

@@ -25,7 +25,7 @@ from ..audio.mmaudio_vae import decode_audio_latent, encode_audio
 from ..errors import GenerationInterrupted, InputShapeError, InputValueError
 from ..samplers import (AudioSpan, ReferenceTokens, SegmentTail, VideoFrames, WholeAudio, WholeVideo,
                         audio_positions_covering)
-from . import api
+from . import adapters, api
 from .types import Decoders, JointLatent, JointModel
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,17 @@ HOLD_MODES = ("auto", "clean", "noised")
 DEFAULT_HOLD = 2
 
 
-def hold_mode_for(model: JointModel, hold: str) -> str:
+def hold_mode_for(model: JointModel, hold: str, adapter: str = "auto") -> str:
     """"clean" when the model was trained with holds of kind `hold` ("segment_tail", "whole_audio",
-    "whole_video"), else "noised". A segment tail is held clean by a model trained with a clean first frame: its
-    video part is a run of leading clean frames (measured: colour kept at every seam, sound in sync); whole-sound
-    and whole-video holds are far from that, and replacement measured better there (A2V 70% vs 40% within a
+    "whole_video"), or adds a hold adapter trained with them (`adapter` "auto"), else "noised". A segment tail is
+    held clean by a model trained with a clean first frame: its video part is a run of leading clean frames
+    (measured: colour kept at every seam, sound in sync); whole-sound and whole-video holds are far from that, and
+    on weights not trained with them replacement measured better (an early default: A2V 70% vs 40% within a
     frame, V2A 35% vs 20%, on 20 clips each)."""
     trained = TRAINED_HOLDS.get(model.spec.family, DEFAULT_TRAINED_HOLDS)
     if hold in trained or (hold == "segment_tail" and "first_frame" in trained):
+        return "clean"
+    if adapter == "auto" and adapters.adapter_for(model, hold) is not None:
         return "clean"
     return "noised"
 
@@ -233,7 +236,7 @@ class _Run:
         s = self.settings
         if s.hold_mode not in HOLD_MODES:
             raise InputValueError(f"hold_mode={s.hold_mode!r}: expected one of {', '.join(HOLD_MODES)}")
-        mode = hold_mode_for(self.model, hold) if s.hold_mode == "auto" else s.hold_mode
+        mode = hold_mode_for(self.model, hold, s.adapter) if s.hold_mode == "auto" else s.hold_mode
         return api.sample(self.model, self.conditioning(prompt), latent, seed=s.seed + seed_offset,
                           steps=s.steps or self.model.spec.default_steps, solver=s.solver, shift=s.shift,
                           video_guidance=s.video_guidance, audio_guidance=s.audio_guidance, skip_layer=s.skip_layer,

@@ -805,17 +805,24 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
 
 
-def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio", hold: str = "whole_video") -> Path:
+# The hold a one-tower run's adapter is for: the other modality given whole (the tower that makes the missing one)
+ADAPTER_HOLDS = {"audio": "whole_video", "video": "whole_audio"}
+
+
+def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -> Path:
     """A hold adapter (pipeline/adapters.py) from a one-tower dit run: the `towers` weights' EMA minus the adopted
-    bundle's, for the family's `hold`, written where the pipeline looks for it (or to `out`). The bundle itself
-    stays the adopted one, so every other task samples the weights it was measured with."""
+    bundle's, for the hold where the other modality is given (ADAPTER_HOLDS), written where the pipeline looks for
+    it (or to `out`). The bundle itself stays the adopted one, so every other task samples the weights it was
+    measured with."""
     from ..pipeline.adapters import ADAPTERS, save_adapter
 
     family = "jointav-default"
-    if hold not in ADAPTERS[family]:
-        raise ValueError(f"hold={hold!r}: the {family} family has adapters for {', '.join(ADAPTERS[family])}")
-    if towers not in ("audio", "video"):
+    if towers not in ADAPTER_HOLDS:
         raise ValueError(f"towers={towers!r}: an adapter holds one tower, audio or video")
+    hold = ADAPTER_HOLDS[towers]
+    if out is None and hold not in ADAPTERS[family]:
+        raise ValueError(f"adapter: the {family} family has no file registered for {hold} holds "
+                         f"(pipeline/adapters.ADAPTERS); give --out")
     adopted = load_adopted_dit(workdir)
     if adopted is None:
         raise FileNotFoundError(f"adapter: {Path(workdir) / ADOPTED_DIT} is absent; an adapter is a difference to "

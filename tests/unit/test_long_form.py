@@ -16,7 +16,7 @@ from jointav.audio.io import write_audio
 from jointav.audio.mp4 import probe_mp4, read_mp4, write_mp4
 from jointav.cli import build_parser
 from jointav.errors import InputValueError
-from jointav.pipeline import api, graph_latents, long_form
+from jointav.pipeline import adapters, api, graph_latents, long_form
 from jointav.pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME
 from jointav.pipeline.film_memory import FilmInMemory
 from jointav.provenance import verify_file
@@ -366,8 +366,9 @@ def test_graph_latents_refuse_short_inputs(parts, toy_clip):
         graph_latents.video_to_audio_latent(model, decoders, torch.rand(10, 64, 64, 3))
 
 
-def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch):
+def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts, monkeypatch, tmp_path):
     model, _ = parts
+    monkeypatch.setitem(adapters.ADAPTERS, model.spec.family, {})  # no adapters: the weights' own training decides
     assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # leading clean frames, as the trained first frame
     assert long_form.hold_mode_for(model, "whole_audio") == "noised"
     assert long_form.hold_mode_for(model, "whole_video") == "clean"  # measured better for foley (TRAINED_HOLDS)
@@ -377,6 +378,13 @@ def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts
     monkeypatch.delitem(long_form.TRAINED_HOLDS, model.spec.family)
     assert long_form.hold_mode_for(model, "segment_tail") == "clean"  # a family registered with nothing: first frame
     assert long_form.hold_mode_for(model, "whole_video") == "noised"
+    # an adapter trained with the hold held clean makes it clean, unless the adapter is turned off
+    tower = {k: v.detach().clone() for k, v in model.dit.state_dict().items() if k.startswith("video_model.")}
+    path = adapters.save_adapter(tmp_path / "animate.safetensors", tower, {k: v + 0.01 for k, v in tower.items()},
+                                 name="animate", family=model.spec.family, hold="whole_audio")
+    monkeypatch.setitem(adapters.ADAPTERS, model.spec.family, {"whole_audio": path})
+    assert long_form.hold_mode_for(model, "whole_audio") == "clean"
+    assert long_form.hold_mode_for(model, "whole_audio", adapter="off") == "noised"
 
 
 def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):

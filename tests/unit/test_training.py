@@ -403,6 +403,38 @@ def test_a_one_tower_fine_tune_moves_that_tower_alone(tmp_path):
         assert any(".cross_attn.k_fusion." in key for key in moved)  # what it reads from the video tokens
 
 
+def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle(tmp_path):
+    """--stage adapter: the trained tower's EMA minus the adopted weights, as the foley adapter the pipeline adds to
+    exactly that bundle (its base check passes on it, fails on other weights); refused without an adopted bundle."""
+    from jointav.pipeline import adapters
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    torch.set_num_threads(1)
+    bundle = save_bundle(random_default(seed=3), tmp_path / "b.safetensors", default_configs())
+    work = stages.adopt_bundle(tmp_path / "work", bundle)
+    _fake_latents(work)
+    stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers="audio",
+                   long_form_holds={"whole_video": 0.5})
+    path = stages.run_adapter(work, tmp_path / "foley.safetensors")
+    model = api.load_joint_model(bundle)
+    read = adapters.read_adapter(path, model.dit)
+    ema, adopted = _saved(work, "dit")["ema"], torch.load(work / "init-dit.pt", weights_only=True)
+    assert read.hold == "whole_video" and set(read.diffs) == set(adapters.patchable(
+        k[len("dit."):] for k in ema if k.startswith("dit.audio_model.")))
+    for name, diff in read.diffs.items():
+        expected = ema[f"dit.{name}"] - adopted[f"dit.{name}"]
+        assert torch.allclose(diff.float(), expected, atol=1e-3 * float(expected.abs().max()) + 1e-6), name
+    assert adapters.matches_base(read, model.dit)
+    assert not adapters.matches_base(read, api.load_joint_model(save_bundle(
+        random_default(seed=4), tmp_path / "other.safetensors", default_configs())).dit)
+    video = adapters.read_adapter(stages.run_adapter(work, tmp_path / "v.safetensors", towers="video"), model.dit)
+    assert video.hold == "whole_audio" and all(k.startswith("video_model.") for k in video.diffs)  # for animate
+    with pytest.raises(FileNotFoundError, match="init-dit.pt is absent.*--train-towers audio"):
+        stages.run_adapter(tmp_path / "scratch", tmp_path / "x.safetensors")
+    with pytest.raises(ValueError, match="towers='both': an adapter holds one tower"):
+        stages.run_adapter(work, tmp_path / "x.safetensors", towers="both")
+
+
 def test_an_unknown_tower_is_refused_before_the_latents_are_read(tmp_path):
     with pytest.raises(ValueError, match="towers='sound': expected one of both, audio, video"):
         stages.run_dit(tmp_path, 1, None, False, progress=False, towers="sound")  # (no latents there at all)
