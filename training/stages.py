@@ -836,7 +836,8 @@ def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -
     base = {k[len("dit."):]: adopted[k] for k in tuned if k.startswith(prefix)}
     path = Path(out) if out else ADAPTERS[family][hold]
     return save_adapter(path, base, picked, name=path.stem, family=family, hold=hold,
-                        note=f"the {towers} tower: EMA of the dit run in {Path(workdir).name} minus the adopted bundle's")
+                        note=f"the {towers} tower: EMA of the dit run in {Path(workdir).name} minus the adopted "
+                             f"bundle's")
 
 
 def export_curves(workdir: Path) -> Path:

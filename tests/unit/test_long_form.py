@@ -194,7 +194,8 @@ def test_foley_adds_the_default_models_foley_adapter_unless_told_off(tmp_path, m
     source = write_toy(tmp_path / "silent.mp4", toy_clip, sound=False)
     assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
     assert spy.calls[-1][1].provenance["sampler"]["adapter"]["name"] == "jointav-default-foley"
-    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--adapter", "off", "--out", tmp_path / "b.mp4") == 0
+    assert cli("foley", source, "--prompt", BOUNCE, "--steps", "1", "--adapter", "off",
+               "--out", tmp_path / "b.mp4") == 0
     assert "adapter" not in spy.calls[-1][1].provenance["sampler"]
     assert cli("extend", "--to", "2s", "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "c.mp4") == 0
     assert "adapter" not in spy.calls[-1][1].provenance["sampler"]  # no given picture: the base weights
