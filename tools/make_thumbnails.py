@@ -93,12 +93,12 @@ def render_default(prompt: dict, image_path: Path) -> torch.Tensor:
     """The workflow's clip frames `[T, H, W, 3]` in 0..1, made by the pipeline with the workflow's values."""
     from jointav.pipeline import api
 
+    if _node(prompt, "JointAVVideoToAudioLatent") is not None:  # foley keeps the given frames: they are the clip's
+        return torch.from_numpy(foley_input_frames()).float().div(255)
     if _node(prompt, "JointAVGuider") is not None:
         return render_native(prompt)
     if _node(prompt, "JointAVShotList") is not None:
         return render_shot_list(prompt)
-    if _node(prompt, "JointAVVideoToAudioLatent") is not None:  # foley keeps the given frames: they are the clip's
-        return torch.from_numpy(foley_input_frames()).float().div(255)
     model = api.load_joint_model(None, device="cpu")
     decoders = api.load_decoders(None, None, None, device="cpu")
     text = _node(prompt, "JointAVEncodePrompt")

@@ -91,7 +91,12 @@ NODE_TYPES: dict[str, NodeType] = {
                               outputs=(("guider", "GUIDER"),)),
     "JointAVNoise": NodeType(widgets=("noise_seed", CONTROL, "device"), outputs=(("noise", "NOISE"),)),
     "JointAVScheduler": NodeType(widgets=("solver", "steps", "shift"), outputs=(("sigmas", "SIGMAS"),)),
+    "JointAVSolver": NodeType(widgets=("solver",), outputs=(("sampler", "SAMPLER"),)),
+    "JointAVToCoreLatent": NodeType(sockets=(("model", "MODEL", False), ("latent", "JOINTAV_LATENT", False)),
+                                    outputs=(("latent", "LATENT"),)),
     "UNETLoader": NodeType(widgets=("unet_name", "weight_dtype"), outputs=(("MODEL", "MODEL"),)),
+    "LoraLoaderModelOnly": NodeType(sockets=(("model", "MODEL", False),), widgets=("lora_name", "strength_model"),
+                                    outputs=(("MODEL", "MODEL"),)),
     "CLIPTextEncode": NodeType(sockets=(("clip", "CLIP", False),), widgets=("text",),
                                outputs=(("CONDITIONING", "CONDITIONING"),)),
     "KSamplerSelect": NodeType(widgets=("sampler_name",), outputs=(("SAMPLER", "SAMPLER"),)),
@@ -250,6 +255,50 @@ def default_video_to_audio() -> Workflow:
                     "clean and the sampler makes their sound; the clip is saved with the video's own frames.")
 
 
+FOLEY_ADAPTER = "jointav-default-foley.safetensors"  # default_model/adapters/, in core's `loras` list
+
+
+def default_native_video_to_audio() -> Workflow:
+    """Foley through core nodes: the foley adapter added with core LoraLoaderModelOnly (what the JointAV Sampler
+    does by itself), the held video carried to SamplerCustomAdvanced by JointAV To LATENT's noise_mask, and the
+    reference's UniPC through JointAV Solver + Scheduler at the model's 24 steps (the measured setting)."""
+    prompt = "a white ball falls and bounces on the floor on a black background. <AUDCAP>low thuds<ENDAUDCAP>"
+    (video, parts, held, latent, lora, pos, vneg, aneg, guider, noise, solver, sched, sample, da,
+     sv) = range(3, 18)
+    nodes = [
+        *_embedded_loaders(),
+        Node(video, "LoadVideo", {"file": FOLEY_INPUT, UPLOAD: "image"}),
+        Node(parts, "GetVideoComponents", {}, {"video": (video, 0)}),
+        Node(held, "JointAVVideoToAudioLatent", {"duration": DEFAULT_DURATION},
+             {"model": (1, 0), "decoders": (2, 0), "images": (parts, 0)}),
+        Node(latent, "JointAVToCoreLatent", {}, {"model": (1, 1), "latent": (held, 0)}),
+        Node(lora, "LoraLoaderModelOnly", {"lora_name": FOLEY_ADAPTER, "strength_model": 1.0}, {"model": (1, 1)},
+             title="Foley adapter"),
+        Node(pos, "CLIPTextEncode", {"text": prompt}, {"clip": (1, 2)}, title="Prompt (Ovi markup)"),
+        Node(vneg, "CLIPTextEncode", {"text": OVI_NEGATIVES["video_negative"]}, {"clip": (1, 2)},
+             title="Video negative"),
+        Node(aneg, "CLIPTextEncode", {"text": OVI_NEGATIVES["audio_negative"]}, {"clip": (1, 2)},
+             title="Audio negative"),
+        Node(guider, "JointAVGuider", {"video_cfg": 4.0, "audio_cfg": 3.0, "skip_layer": -1,
+                                       "reference_guidance": "auto"},
+             {"model": (lora, 0), "positive": (pos, 0), "video_negative": (vneg, 0), "audio_negative": (aneg, 0)}),
+        Node(noise, "JointAVNoise", {"noise_seed": SEED, CONTROL: "fixed", "device": "model"}),
+        Node(solver, "JointAVSolver", {"solver": "unipc"}),
+        Node(sched, "JointAVScheduler", {"solver": "unipc", "steps": 24, "shift": 5.0}),
+        Node(sample, "SamplerCustomAdvanced", {}, {"noise": (noise, 0), "guider": (guider, 0),
+                                                   "sampler": (solver, 0), "sigmas": (sched, 0),
+                                                   "latent_image": (latent, 0)}),
+        Node(da, "JointAVDecodeAudio", {"sample_rate": 44100, "stereo": True}, {"decoders": (2, 0),
+                                                                              "latent": (sample, 0)}),
+        Node(sv, "JointAVSaveVideo", {"filename_prefix": "jointav/default_native_video_to_audio"},
+             {"latent": (sample, 0), "images": (parts, 0), "audio": (da, 0)}),
+    ]
+    return Workflow("jointav_default_native_video_to_audio", nodes,
+                    "Video to audio (foley) with the embedded default through core nodes: LoraLoaderModelOnly adds "
+                    "its foley adapter, JointAV To LATENT holds the loaded video, SamplerCustomAdvanced makes the "
+                    "sound; the clip is saved with the video's own frames.")
+
+
 # Published Ovi file names (models/diffusion_models, models/text_encoders, models/vae, models/jointav_audio).
 OVI_TEXT_ENCODER = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"
 OVI_VIDEO_VAE = "wan2.2_vae.safetensors"
@@ -358,6 +407,7 @@ def all_workflows() -> list[Workflow]:
         ovi_text_to_av("ovi_1_1_960_10s_text_to_av", "model_960x960_10s.safetensors", "bf16", "10s", 1280, 704,
                        "Ovi 1.1 (960x960 area, 10 s, 24 fps)."),
         default_native_text_to_av(),
+        default_native_video_to_audio(),
         ovi_native_text_to_av("ovi_1_0_720_native_text_to_av", "model.safetensors", "default", "5s", 992, 512,
                               OVI_TAGS_PROMPT, "Ovi 1.0 through core Load Diffusion Model, Load CLIP (wan) and "
                               "SamplerCustomAdvanced with the JointAV guider and noise."),

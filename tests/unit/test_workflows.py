@@ -48,6 +48,8 @@ CORE_NODES = {
                             required_sockets={"video"}),
     # the native path (nodes.py, comfy_extras/nodes_custom_sampler.py, nodes_video.py)
     "UNETLoader": NodeSchema(widgets=["unet_name", "weight_dtype"], outputs=["MODEL"]),
+    "LoraLoaderModelOnly": NodeSchema(widgets=["lora_name", "strength_model"], sockets={"model": "MODEL"},
+                                      required_sockets={"model"}, outputs=["MODEL"]),
     "CLIPTextEncode": NodeSchema(widgets=["text"], sockets={"clip": "CLIP"}, required_sockets={"clip"},
                                  outputs=["CONDITIONING"]),
     "KSamplerSelect": NodeSchema(widgets=["sampler_name"], outputs=["SAMPLER"]),
