@@ -25,7 +25,8 @@ class AudioToVideoLatent(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="Audio-to-video: the given sound is held clean for the whole clip; the sampler makes frames "
-                        "that follow it.",
+                        "that follow it. On the embedded default the JointAV Sampler adds its animate adapter "
+                        "(default_model/adapters/, a fine-tune of the video tower for a given sound) by itself.",
             inputs=[
                 JointAVModel.Input("model"),
                 JointAVDecoders.Input("decoders", tooltip="Their audio VAE encodes the sound (it needs its encoder)."),

@@ -35,7 +35,8 @@ PREFIX = "diffusion_model."
 ADAPTER_DIR = BUNDLE_DIR / "adapters"
 # family -> hold kind (latent_hold) -> file: what each model family adds while it samples that hold
 ADAPTERS: dict[str, dict[str, Path]] = {
-    "jointav-default": {"whole_video": ADAPTER_DIR / "jointav-default-foley.safetensors"},
+    "jointav-default": {"whole_video": ADAPTER_DIR / "jointav-default-foley.safetensors",
+                        "whole_audio": ADAPTER_DIR / "jointav-default-animate.safetensors"},
 }
 # Base values probed per tensor, and how far a probe may move: bf16 storage rounds by up to 0.4%; another run
 # moves weights by far more (an average of 15% fine-tune with 85% bundle already moves most by percents).

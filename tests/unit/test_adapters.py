@@ -153,11 +153,13 @@ def test_a_bad_adapter_file_is_refused_naming_it(tmp_path, parts, case, error, m
     assert str(path) in str(e.value) and message in str(e.value)
 
 
-def test_the_shipped_foley_adapter_is_made_for_the_shipped_bundle(parts):
-    path = adapters.ADAPTERS["jointav-default"]["whole_video"]
+@pytest.mark.parametrize("hold, tower", [("whole_video", "audio_model."), ("whole_audio", "video_model.")])
+def test_the_shipped_adapters_are_made_for_the_shipped_bundle(parts, hold, tower):
+    path = adapters.ADAPTERS["jointav-default"][hold]
     if not (BUNDLE_DIR / BUNDLE_NAME).is_file() or not path.is_file():
-        pytest.skip(f"NO SHIPPED DEFAULT MODEL OR FOLEY ADAPTER: {BUNDLE_DIR / BUNDLE_NAME}, {path}")
+        pytest.skip(f"NO SHIPPED DEFAULT MODEL OR {hold} ADAPTER: {BUNDLE_DIR / BUNDLE_NAME}, {path}")
     model, _ = parts
-    found = adapters.adapter_for(model, "whole_video")
-    assert found is not None and set(found.diffs) == set(adapters.patchable(audio_tower(model.dit)))
-    assert adapters.adapter_for(model, "whole_audio") is None and adapters.adapter_for(model, None) is None
+    found = adapters.adapter_for(model, hold)
+    names = [k for k in model.dit.state_dict() if k.startswith(tower)]
+    assert found is not None and found.hold == hold and set(found.diffs) == set(adapters.patchable(names))
+    assert adapters.adapter_for(model, None) is None

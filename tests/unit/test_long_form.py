@@ -388,15 +388,25 @@ def test_auto_hold_mode_is_clean_only_for_holds_the_model_was_trained_with(parts
     assert long_form.hold_mode_for(model, "whole_audio", adapter="off") == "noised"
 
 
-def test_animate_records_the_hold_mode_it_used(tmp_path, monkeypatch, toy_clip):
+def test_animate_records_the_hold_mode_and_adapter_it_used(tmp_path, monkeypatch, toy_clip):
+    if not (BUNDLE_DIR / BUNDLE_NAME).is_file():
+        pytest.skip(f"NO TRAINED DEFAULT MODEL: {BUNDLE_DIR / BUNDLE_NAME} is absent, and its animate adapter with it")
     spy = SampleSpy(monkeypatch)
     wav = tmp_path / "in.wav"
     write_audio(wav, {"waveform": torch.from_numpy(toy_clip.audio)[None, None], "sample_rate": MODEL_RATE})
+    # the default ships an animate adapter trained with the whole sound held clean: auto holds it clean, adds it
     assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--out", tmp_path / "a.mp4") == 0
-    assert spy.calls[0][1].provenance["sampler"]["hold_mode"] == "noised"
-    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "clean",
+    sampler = spy.calls[-1][1].provenance["sampler"]
+    assert "hold_mode" not in sampler and sampler["adapter"]["name"] == "jointav-default-animate"
+    # without it the base weights hold the sound noised (replacement measured better for them)
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--adapter", "off",
                "--out", tmp_path / "b.mp4") == 0
-    assert "hold_mode" not in spy.calls[-1][1].provenance["sampler"]
+    sampler = spy.calls[-1][1].provenance["sampler"]
+    assert sampler["hold_mode"] == "noised" and "adapter" not in sampler
+    assert cli("animate", "--audio", wav, "--prompt", BOUNCE, "--steps", "1", "--hold-mode", "noised",
+               "--out", tmp_path / "c.mp4") == 0  # an adapter is added only to the clean hold it was trained with
+    sampler = spy.calls[-1][1].provenance["sampler"]
+    assert sampler["hold_mode"] == "noised" and "adapter" not in sampler
 
 
 def test_the_last_segment_of_a_film_uses_every_frame_its_sound_reaches(tmp_path, monkeypatch):
