@@ -141,6 +141,7 @@ def save_adapter(path: Path, base: dict[str, torch.Tensor], tuned: dict[str, tor
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
     save_file(diffs, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
+    tmp.chmod(0o644)  # (safetensors writes owner-only files; an adapter is shipped and read by others)
     tmp.replace(path)  # (never a half-written adapter under the name a loader looks for)
     return path
 

@@ -14,6 +14,12 @@
 # Without STEPS the schedule is planned to end inside DIT_MIN; for a run over several calls on one warm
 # machine, give STEPS (the whole schedule's steps: 0.85 s a step measured with 6 processes on an H200) and call
 # again: the encoded set and the DiT's checkpoint are found and training goes on.
+#
+# A hold adapter instead (pipeline/adapters.py): TOWER=audio (foley) or TOWER=video (animate) trains that tower
+# alone at the bundle's own 4 blocks, with HOLDS as --hold-shares (default: the other modality given whole in
+# 60% of batches), then writes the adapter (`--stage adapter`) to $OUT, or to $work:
+#
+#   TOWER=audio PROCS=6 DIT_MIN=6.5 CLIPS=12000 OUT=/some/dir scripts/finetune_default_gpu.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${JOINTAV_TRAIN_DIR:-/tmp/jointav-finetune}
@@ -38,7 +44,16 @@ if [ "$(ls "$work"/latents-*-of-"$shards".pt 2>/dev/null | wc -l)" != "$shards" 
     wait
 fi
 ls "$work"/latents-*-of-"$shards".pt | wc -l | grep -qx "$shards" || { tail -n 20 "$work"/encode-*.log; exit 1; }
-stamp "dit: ${PROCS:-6} processes, ${LAYERS:-6} blocks per tower, ${DIT_MIN:-6.5} min"
+if [[ -n ${TOWER:-} ]]; then  # (an adapter adds to the bundle's own weights: no grown blocks)
+    case "$TOWER" in audio) given=whole_video ;; video) given=whole_audio ;;
+        *) echo "TOWER=$TOWER: expected audio or video" >&2; exit 2 ;; esac
+    [ "${LAYERS:-4}" = 4 ] || { echo "TOWER=$TOWER: an adapter keeps the bundle's 4 blocks (LAYERS=${LAYERS})" >&2; exit 2; }
+    LAYERS=4
+    dit_extra=(--train-towers "$TOWER" --hold-shares "${HOLDS:-$given=0.6}")
+else
+    dit_extra=(--long-form-holds)
+fi
+stamp "dit: ${PROCS:-6} processes, ${LAYERS:-6} blocks per tower, ${DIT_MIN:-6.5} min${TOWER:+, $TOWER tower only}"
 # Keep every checkpoint the run writes (every 3 min): the candidates to score against the shipped bundle.
 ( last=""; while sleep 10; do
     [ -f "$work/dit.ckpt" ] || continue
@@ -50,7 +65,7 @@ watcher=$!
 timeout "$(python3 -c "print(int(60 * ${DIT_MIN:-6.5} + 90))")" python3 -m jointav.training.train_default \
     --workdir "$work" --stage dit --plan gpu --device "$device" --data-parallel "${PROCS:-6}" \
     --dit-layers "${LAYERS:-6}" --minutes "${DIT_MIN:-6.5}" --batch "${BATCH:-64}" --lr "${LR:-3e-4}" \
-    ${STEPS:+--steps "$STEPS"} --long-form-holds --resume >"$work/dit.log" 2>&1 || { echo "dit stopped early (rc $?)"; tail -n 30 "$work/dit.log"; }
+    ${STEPS:+--steps "$STEPS"} "${dit_extra[@]}" --resume >"$work/dit.log" 2>&1 || { echo "dit stopped early (rc $?)"; tail -n 30 "$work/dit.log"; }
 kill "$watcher" || true
 [ -f "$work/dit.ckpt" ] || exit 1
 stamp "dit done"
@@ -81,4 +96,8 @@ if [[ -n ${OUT:-} ]]; then
     tar -C "$work" -czf "$OUT/info.tgz" curves.json dit-latent-stats.json logs.txt
 fi
 sha256sum "$work/dit-end.ckpt"
+if [[ -n ${TOWER:-} ]]; then
+    adapter="${OUT:-$work}/jointav-default-$([ "$TOWER" = audio ] && echo foley || echo animate).safetensors"
+    train --stage adapter --train-towers "$TOWER" --out "$adapter"
+fi
 stamp done
