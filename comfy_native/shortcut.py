@@ -7,8 +7,9 @@ model's core MODEL, JointAV Noise, the reference's sigmas and the JointAV Solver
 the node too, and the clip is the library loop's (tests/integration: test_native_model.py).
 
 A hold adapter the model family ships for the latent's hold (the embedded default's foley adapter when the
-whole video is given, its animate adapter when the whole sound is; pipeline/adapters.py) is added as core's own "diff" weight patches on a clone of the MODEL,
-as LoraLoaderModelOnly would add that file, so model management patches and unpatches it around the run.
+whole video is given, its animate adapter when the whole sound is; pipeline/adapters.py) is added as core's own
+"diff" weight patches on a clone of the MODEL, as LoraLoaderModelOnly would add that file, so model management
+patches and unpatches it around the run.
 
 A cameo's reference tokens ride on the positive conditioning (references.py) with the guider's reference
 guidance set as the latent's item says. Where the library loop stays: a model without a core MODEL (loaded

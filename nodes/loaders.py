@@ -50,7 +50,7 @@ def register_audio_folder() -> None:
 
 def register_adapter_folder() -> None:
     """The embedded default's hold adapters (default_model/adapters/) in core's `loras` list, so a native graph
-    adds the foley adapter with core LoraLoaderModelOnly (the JointAV Sampler adds it by itself)."""
+    adds the foley or animate adapter with core LoraLoaderModelOnly (the JointAV Sampler adds it by itself)."""
     from ..pipeline.adapters import ADAPTER_DIR
 
     if ADAPTER_DIR.is_dir():

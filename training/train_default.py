@@ -13,8 +13,9 @@ bundle can be fine-tuned: `--adopt BUNDLE` makes the workdir start from it (stag
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
 writes default_model/jointav-default.safetensors (or --out); `--average-with-adopted 0.15` makes its DiT a weight
 average of the fine-tune (15%) and the adopted bundle (85%). After `--stage dit --train-towers audio` (with
-whole-video holds), `--stage adapter` writes that tower's change instead, as the foley hold adapter
-(default_model/adapters/, pipeline/adapters.py): added only while a given picture's sound is sampled.
+whole-video holds) or `video` (whole-audio holds), `--stage adapter --train-towers` the same writes that tower's
+change instead, as the foley / animate hold adapter (default_model/adapters/, pipeline/adapters.py): added only
+while a given picture's sound / a given sound's picture is sampled.
 """
 
 from __future__ import annotations
