@@ -45,11 +45,10 @@ if [ "$(ls "$work"/latents-*-of-"$shards".pt 2>/dev/null | wc -l)" != "$shards" 
 fi
 ls "$work"/latents-*-of-"$shards".pt | wc -l | grep -qx "$shards" || { tail -n 20 "$work"/encode-*.log; exit 1; }
 if [[ -n ${TOWER:-} ]]; then  # (an adapter adds to the bundle's own weights: no grown blocks)
-    case "$TOWER" in audio) given=whole_video ;; video) given=whole_audio ;;
-        *) echo "TOWER=$TOWER: expected audio or video" >&2; exit 2 ;; esac
+    case "$TOWER" in audio|video) ;; *) echo "TOWER=$TOWER: expected audio or video" >&2; exit 2 ;; esac
     [ "${LAYERS:-4}" = 4 ] || { echo "TOWER=$TOWER: an adapter keeps the bundle's 4 blocks (LAYERS=${LAYERS})" >&2; exit 2; }
     LAYERS=4
-    dit_extra=(--train-towers "$TOWER" --hold-shares "${HOLDS:-$given=0.6}")
+    dit_extra=(--train-towers "$TOWER" ${HOLDS:+--hold-shares "$HOLDS"})  # (none: stages.ADAPTER_HOLDS)
 else
     dit_extra=(--long-form-holds)
 fi
@@ -97,7 +96,6 @@ if [[ -n ${OUT:-} ]]; then
 fi
 sha256sum "$work/dit-end.ckpt"
 if [[ -n ${TOWER:-} ]]; then
-    adapter="${OUT:-$work}/jointav-default-$([ "$TOWER" = audio ] && echo foley || echo animate).safetensors"
-    train --stage adapter --train-towers "$TOWER" --out "$adapter"
+    train --stage adapter --train-towers "$TOWER" --out "${OUT:-$work}"  # (the file named as registered)
 fi
 stamp done

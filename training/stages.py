@@ -805,24 +805,32 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
 
 
-# The hold a one-tower run's adapter is for: the other modality given whole (the tower that makes the missing one)
+# The hold a one-tower run's adapter is for: the other modality given whole (the tower that makes the missing one),
+# and the share of batches that train with it when the run names no --hold-shares of its own.
 ADAPTER_HOLDS = {"audio": "whole_video", "video": "whole_audio"}
+ADAPTER_HOLD_SHARE = 0.6
+
+
+def adapter_hold_shares(towers: str) -> dict[str, float]:
+    """The hold shares of a one-tower run meant for an adapter, when it names none: its hold in 60% of batches."""
+    if towers not in ADAPTER_HOLDS:
+        raise ValueError(f"towers={towers!r}: an adapter holds one tower, audio or video")
+    return {ADAPTER_HOLDS[towers]: ADAPTER_HOLD_SHARE}
 
 
 def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -> Path:
     """A hold adapter (pipeline/adapters.py) from a one-tower dit run: the `towers` weights' EMA minus the adopted
-    bundle's, for the hold where the other modality is given (ADAPTER_HOLDS), written where the pipeline looks for
-    it (or to `out`). The bundle itself stays the adopted one, so every other task samples the weights it was
-    measured with."""
+    bundle's, for the hold where the other modality is given (ADAPTER_HOLDS). Written where the pipeline looks for
+    it, or into the folder `out` under that same file name, or to the file `out`. The bundle itself stays the
+    adopted one, so every other task samples the weights it was measured with."""
     from ..pipeline.adapters import ADAPTERS, save_adapter
 
     family = "jointav-default"
-    if towers not in ADAPTER_HOLDS:
-        raise ValueError(f"towers={towers!r}: an adapter holds one tower, audio or video")
-    hold = ADAPTER_HOLDS[towers]
-    if out is None and hold not in ADAPTERS[family]:
-        raise ValueError(f"adapter: the {family} family has no file registered for {hold} holds "
-                         f"(pipeline/adapters.ADAPTERS); give --out")
+    (hold,) = adapter_hold_shares(towers)  # (refuses "both")
+    registered = ADAPTERS[family][hold]
+    path = Path(out) if out is not None else registered
+    if path.is_dir():
+        path = path / registered.name
     adopted = load_adopted_dit(workdir)
     if adopted is None:
         raise FileNotFoundError(f"adapter: {Path(workdir) / ADOPTED_DIT} is absent; an adapter is a difference to "
@@ -834,7 +842,6 @@ def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -
     prefix = f"dit.{towers}_model."
     picked = {k[len("dit."):]: v for k, v in tuned.items() if k.startswith(prefix)}
     base = {k[len("dit."):]: adopted[k] for k in tuned if k.startswith(prefix)}
-    path = Path(out) if out else ADAPTERS[family][hold]
     return save_adapter(path, base, picked, name=path.stem, family=family, hold=hold,
                         note=f"the {towers} tower: EMA of the dit run in {Path(workdir).name} minus the adopted "
                              f"bundle's")

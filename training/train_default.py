@@ -326,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-towers", choices=stages.TOWERS, default=None,
                    help="dit: train only this tower's weights (the other tower and the text encoder stay as "
                         "adopted), e.g. audio for a video-to-audio fine-tune that leaves the picture's weights alone "
-                        "(default: both)")
+                        "(default: both); without --hold-shares the other modality is given whole in 60%% of batches "
+                        "(stages.ADAPTER_HOLDS), as the hold adapter --stage adapter then writes is for")
     p.add_argument("--data-parallel", type=positive_int, default=None, metavar="N",
                    help="dit: train in N processes on the device, gradients averaged (a tiny model leaves a GPU "
                         "mostly idle in one process)")
@@ -338,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                    "the plan's)")
     p.add_argument("--shard", type=int, default=0, help="encode: this process encodes clips shard, shard+shards, ...")
     p.add_argument("--shards", type=int, default=1, help="encode: the number of encoding processes")
-    p.add_argument("--out", type=Path, default=None, help="bundle path (default: default_model/)")
+    p.add_argument("--out", type=Path, default=None, help="bundle path (default: default_model/); "
+                   "for --stage adapter a file or a folder (the registered file name goes in it)")
     p.add_argument("--average-with-adopted", type=fine_tune_share, default=None, metavar="SHARE",
                    help="bundle: the DiT as SHARE x the fine-tuned EMA weights + (1 - SHARE) x the adopted "
                         "bundle's (a weight average; e.g. 0.15)")
@@ -349,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     holds = args.hold_shares or (dict(stages.LONG_FORM_HOLDS) if args.long_form_holds else None)
+    if holds is None and args.train_towers in stages.ADAPTER_HOLDS:  # (a one-tower run is an adapter's)
+        holds = stages.adapter_hold_shares(args.train_towers)
     if args.adopt is not None:
         print(stages.adopt_bundle(args.workdir, args.adopt))
     for stage in ALL_STAGES if args.stage == "all" else (args.stage,):

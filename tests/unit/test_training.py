@@ -433,6 +433,25 @@ def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle
         stages.run_adapter(tmp_path / "scratch", tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="towers='both': an adapter holds one tower"):
         stages.run_adapter(work, tmp_path / "x.safetensors", towers="both")
+    folder = tmp_path / "gpu-out"  # (what scripts/finetune_default_gpu.sh passes: the file named as registered)
+    folder.mkdir()
+    assert stages.run_adapter(work, folder, towers="video") == folder / adapters.ADAPTERS["jointav-default"][
+        "whole_audio"].name
+
+
+def test_a_one_tower_run_trains_the_hold_its_adapter_is_for_unless_told_otherwise(tmp_path, monkeypatch):
+    """train_default --train-towers video (the animate adapter's run) gives the whole audio in 60% of batches
+    without --hold-shares; given shares win; a two-tower run gets no holds it did not ask for."""
+    from jointav.training import train_default
+
+    seen = []
+    monkeypatch.setattr(train_default, "run_stage", lambda stage, *a, **kw: seen.append(kw["long_form_holds"]))
+    base = ["--workdir", str(tmp_path), "--stage", "dit"]
+    train_default.main(base + ["--train-towers", "video"])
+    train_default.main(base + ["--train-towers", "audio"])
+    train_default.main(base + ["--train-towers", "audio", "--hold-shares", "whole_video=0.3,segment_tail=0.1"])
+    train_default.main(base)
+    assert seen == [{"whole_audio": 0.6}, {"whole_video": 0.6}, {"whole_video": 0.3, "segment_tail": 0.1}, None]
 
 
 def test_an_unknown_tower_is_refused_before_the_latents_are_read(tmp_path):
