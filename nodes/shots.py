@@ -41,7 +41,9 @@ class ShotList(io.ComfyNode):
             display_name=cls.NAME,
             category=CATEGORY,
             description="A film of several shots joined with hard cuts; with carry=subject every shot after the "
-                        "first holds the first shot's subject (its look and voice). Same as `jointav shots`.",
+                        "first holds the first shot's subject (its look and voice); on the embedded default its shots "
+                        "adapter (default_model/adapters/, a fine-tune of the video tower for a carried subject) is "
+                        "added to those shots by itself. Same as `jointav shots`.",
             inputs=[
                 JointAVModel.Input("model"),
                 JointAVDecoders.Input("decoders", tooltip="Their VAEs decode each segment and encode the carried "

@@ -199,7 +199,7 @@ def subject_reference(model: JointModel, decoders: Decoders, frames: np.ndarray,
     except InputValueError as e:
         log.info("shots: no voice carried from the shot (%s); carrying its look only", e)
     return ReferenceTokens(video=encode_pictures(decoders.video_vae, crops)[None], audio=audio,
-                           guided=model.spec.reference_guidance)
+                           guided=model.spec.reference_guidance, carried=True)
 
 
 def shots(model: JointModel, decoders: Decoders, writer: StreamingMP4Writer, shot_list: Sequence[Shot], *,

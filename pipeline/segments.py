@@ -80,7 +80,8 @@ class Settings:
     # weights were trained with that kind of hold (TRAINED_HOLDS), noised where not
     hold_mode: str = "auto"
     # "auto": the model family's hold adapter where it ships one for a segment's hold (pipeline/adapters.py: the
-    # embedded default's foley adapter while the picture is given, its animate adapter while the sound is);
+    # embedded default's foley adapter while the picture is given, its animate adapter while the sound is, its
+    # shots adapter while a film's later shot holds the carried subject);
     # "off": the base weights everywhere
     adapter: str = "auto"
 

@@ -84,6 +84,9 @@ class ReferenceTokens:
     video: torch.Tensor | None = field(default=None, repr=False)
     audio: torch.Tensor | None = field(default=None, repr=False)
     guided: bool = False  # True: the negative pass runs without them, so guidance also steers toward them
+    # True: a subject carried from a film's earlier shot (not a cameo); hold adapters are chosen by it
+    # (pipeline/adapters.latent_hold), the sampler treats both alike
+    carried: bool = False
 
     def keep_mask(self, video_shape: tuple[int, ...], audio_shape: tuple[int, ...]):
         """Reference tokens hold nothing inside the clip: an empty keep mask (the conditioning-item protocol)."""
@@ -111,7 +114,7 @@ class ReferenceTokens:
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ReferenceTokens:
         def move(t):
             return None if t is None else t.to(device=device, dtype=dtype)
-        return ReferenceTokens(move(self.video), move(self.audio), guided=self.guided)
+        return ReferenceTokens(move(self.video), move(self.audio), guided=self.guided, carried=self.carried)
 
 
 def _context_for_batch(context: torch.Tensor, batch: int, name: str) -> torch.Tensor:

@@ -15,11 +15,11 @@
 # machine, give STEPS (the whole schedule's steps: 0.85 s a step measured with 6 processes on an H200) and call
 # again: the encoded set and the DiT's checkpoint are found and training goes on.
 #
-# A hold adapter instead (pipeline/adapters.py): TOWER=audio (foley) or TOWER=video (animate) trains that tower
-# alone at the bundle's own 4 blocks, with HOLDS as --hold-shares (default: the other modality given whole in
-# 60% of batches), then writes the adapter (`--stage adapter`) to $OUT, or to $work:
+# A hold adapter instead (pipeline/adapters.py): ADAPTER=foley, animate or shots trains its one tower alone at the
+# bundle's own 4 blocks, with its holds (training/stages.ADAPTER_RUNS; HOLDS as --hold-shares instead), then
+# writes the adapter (`--stage adapter`) into $OUT, or $work, under the file name the pipeline looks for:
 #
-#   TOWER=audio PROCS=6 DIT_MIN=6.5 CLIPS=12000 OUT=/some/dir scripts/finetune_default_gpu.sh
+#   ADAPTER=foley PROCS=6 DIT_MIN=6.5 CLIPS=12000 OUT=/some/dir scripts/finetune_default_gpu.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=${JOINTAV_TRAIN_DIR:-/tmp/jointav-finetune}
@@ -33,7 +33,8 @@ stamp() { echo "[$(date +%T)] $*"; }
 device=${DEVICE:-cuda}  # (DEVICE=cpu runs the same steps here at toy size: CLIPS=48 SHARDS=2 PROCS=2 DIT_MIN=0.3)
 [ "$device" = cpu ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 stamp adopt
-train --adopt "$root/default_model/jointav-default.safetensors" --stage export >/dev/null
+train --adopt "$root/default_model/jointav-default.safetensors" --stage export ${ADAPTER:+--adapter "$ADAPTER"} \
+    >/dev/null  # (an unknown ADAPTER is refused here, before any work)
 # (a second call on the same, still warm machine finds the set encoded and the DiT's checkpoint: it goes on)
 if [ "$(ls "$work"/latents-*-of-"$shards".pt 2>/dev/null | wc -l)" != "$shards" ]; then
     stamp "encode ${CLIPS:-12000} clips in $shards processes"
@@ -44,15 +45,14 @@ if [ "$(ls "$work"/latents-*-of-"$shards".pt 2>/dev/null | wc -l)" != "$shards" 
     wait
 fi
 ls "$work"/latents-*-of-"$shards".pt | wc -l | grep -qx "$shards" || { tail -n 20 "$work"/encode-*.log; exit 1; }
-if [[ -n ${TOWER:-} ]]; then  # (an adapter adds to the bundle's own weights: no grown blocks)
-    case "$TOWER" in audio|video) ;; *) echo "TOWER=$TOWER: expected audio or video" >&2; exit 2 ;; esac
-    [ "${LAYERS:-4}" = 4 ] || { echo "TOWER=$TOWER: an adapter keeps the bundle's 4 blocks (LAYERS=${LAYERS})" >&2; exit 2; }
+if [[ -n ${ADAPTER:-} ]]; then  # (an adapter adds to the bundle's own weights: no grown blocks)
+    [ "${LAYERS:-4}" = 4 ] || { echo "ADAPTER=$ADAPTER: an adapter keeps the bundle's 4 blocks (LAYERS=${LAYERS})" >&2; exit 2; }
     LAYERS=4
-    dit_extra=(--train-towers "$TOWER" ${HOLDS:+--hold-shares "$HOLDS"})  # (none: stages.ADAPTER_HOLDS)
+    dit_extra=(--adapter "$ADAPTER" ${HOLDS:+--hold-shares "$HOLDS"})
 else
     dit_extra=(--long-form-holds)
 fi
-stamp "dit: ${PROCS:-6} processes, ${LAYERS:-6} blocks per tower, ${DIT_MIN:-6.5} min${TOWER:+, $TOWER tower only}"
+stamp "dit: ${PROCS:-6} processes, ${LAYERS:-6} blocks per tower, ${DIT_MIN:-6.5} min${ADAPTER:+, for the $ADAPTER adapter}"
 # Keep every checkpoint the run writes (every 3 min): the candidates to score against the shipped bundle.
 ( last=""; while sleep 10; do
     [ -f "$work/dit.ckpt" ] || continue
@@ -95,7 +95,7 @@ if [[ -n ${OUT:-} ]]; then
     tar -C "$work" -czf "$OUT/info.tgz" curves.json dit-latent-stats.json logs.txt
 fi
 sha256sum "$work/dit-end.ckpt"
-if [[ -n ${TOWER:-} ]]; then
-    train --stage adapter --train-towers "$TOWER" --out "${OUT:-$work}"  # (the file named as registered)
+if [[ -n ${ADAPTER:-} ]]; then
+    train --stage adapter --adapter "$ADAPTER" --out "${OUT:-$work}"  # (the file named as registered)
 fi
 stamp done

@@ -805,28 +805,38 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
 
 
-# The hold a one-tower run's adapter is for: the other modality given whole (the tower that makes the missing one),
-# and the share of batches that train with it when the run names no --hold-shares of its own.
-ADAPTER_HOLDS = {"audio": "whole_video", "video": "whole_audio"}
-ADAPTER_HOLD_SHARE = 0.6
+@dataclasses.dataclass(frozen=True)
+class AdapterRun:
+    """How a hold adapter is trained: the one tower its dit run trains, the hold kind the pipeline adds it for
+    (pipeline.adapters.latent_hold), and that run's hold shares and carried-subject share (None: run_dit's)."""
+
+    tower: str
+    hold: str
+    hold_shares: dict
+    subject_share: float | None = None
 
 
-def adapter_hold_shares(towers: str) -> dict[str, float]:
-    """The hold shares of a one-tower run meant for an adapter, when it names none: its hold in 60% of batches."""
-    if towers not in ADAPTER_HOLDS:
-        raise ValueError(f"towers={towers!r}: an adapter holds one tower, audio or video")
-    return {ADAPTER_HOLDS[towers]: ADAPTER_HOLD_SHARE}
+# Each adapter the embedded default ships (pipeline.adapters.ADAPTERS names its file by `hold`).
+ADAPTER_RUNS = {
+    "foley": AdapterRun("audio", "whole_video", {"whole_video": 0.6}),  # the picture given: its sound
+    "animate": AdapterRun("video", "whole_audio", {"whole_audio": 0.6}),  # the sound given: its picture
+    # a film's later shots: object clips drawn with their carried subject (references + "it ..." caption) in 75%
+    # of draws; an extension's tail in 15%, as a shot longer than a segment is extended with its references
+    "shots": AdapterRun("video", "carried_subject", {"segment_tail": 0.15}, subject_share=0.75),
+}
 
 
-def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -> Path:
-    """A hold adapter (pipeline/adapters.py) from a one-tower dit run: the `towers` weights' EMA minus the adopted
-    bundle's, for the hold where the other modality is given (ADAPTER_HOLDS). Written where the pipeline looks for
-    it, or into the folder `out` under that same file name, or to the file `out`. The bundle itself stays the
-    adopted one, so every other task samples the weights it was measured with."""
+def run_adapter(workdir: Path, out: Path | None = None, adapter: str = "foley") -> Path:
+    """A hold adapter (pipeline/adapters.py, `adapter` one of ADAPTER_RUNS) from the one-tower dit run it names:
+    that tower's EMA weights minus the adopted bundle's. Written where the pipeline looks for it, or into the
+    folder `out` under that same file name, or to the file `out`. The bundle itself stays the adopted one, so
+    every other task samples the weights it was measured with."""
     from ..pipeline.adapters import ADAPTERS, save_adapter
 
-    family = "jointav-default"
-    (hold,) = adapter_hold_shares(towers)  # (refuses "both")
+    if adapter not in ADAPTER_RUNS:
+        raise ValueError(f"adapter={adapter!r}: expected one of {', '.join(ADAPTER_RUNS)}")
+    family, run = "jointav-default", ADAPTER_RUNS[adapter]
+    towers, hold = run.tower, run.hold
     registered = ADAPTERS[family][hold]
     path = Path(out) if out is not None else registered
     if path.is_dir():
@@ -834,7 +844,7 @@ def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -
     adopted = load_adopted_dit(workdir)
     if adopted is None:
         raise FileNotFoundError(f"adapter: {Path(workdir) / ADOPTED_DIT} is absent; an adapter is a difference to "
-                                f"an adopted bundle (--adopt BUNDLE), trained with --stage dit --train-towers {towers}")
+                                f"an adopted bundle (--adopt BUNDLE), trained with --stage dit --adapter {adapter}")
     tuned = load_checkpoint_weights(workdir, "dit", ema=True)
     if dit_layers_of(adopted) != dit_layers_of(tuned):
         raise ValueError(f"adapter: the dit run has {dit_layers_of(tuned)} blocks per tower, the adopted bundle "
@@ -842,9 +852,12 @@ def run_adapter(workdir: Path, out: Path | None = None, towers: str = "audio") -
     prefix = f"dit.{towers}_model."
     picked = {k[len("dit."):]: v for k, v in tuned.items() if k.startswith(prefix)}
     base = {k[len("dit."):]: adopted[k] for k in tuned if k.startswith(prefix)}
+    if all(torch.equal(picked[k], base[k]) for k in picked):
+        raise ValueError(f"adapter {adapter}: the dit run in {workdir} left the {towers} tower as adopted; train it "
+                         f"with --stage dit --adapter {adapter}")
     return save_adapter(path, base, picked, name=path.stem, family=family, hold=hold,
-                        note=f"the {towers} tower: EMA of the dit run in {Path(workdir).name} minus the adopted "
-                             f"bundle's")
+                        note=f"{adapter}: the {towers} tower's EMA of the dit run in {Path(workdir).name} minus the "
+                             f"adopted bundle's")
 
 
 def export_curves(workdir: Path) -> Path:

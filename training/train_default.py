@@ -12,10 +12,10 @@ bundle can be fine-tuned: `--adopt BUNDLE` makes the workdir start from it (stag
 
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
 writes default_model/jointav-default.safetensors (or --out); `--average-with-adopted 0.15` makes its DiT a weight
-average of the fine-tune (15%) and the adopted bundle (85%). After `--stage dit --train-towers audio` (with
-whole-video holds) or `video` (whole-audio holds), `--stage adapter --train-towers` the same writes that tower's
-change instead, as the foley / animate hold adapter (default_model/adapters/, pipeline/adapters.py): added only
-while a given picture's sound / a given sound's picture is sampled.
+average of the fine-tune (15%) and the adopted bundle (85%). `--stage dit --adapter NAME` trains one tower for
+a hold adapter (stages.ADAPTER_RUNS: foley, animate, shots), then `--stage adapter --adapter NAME` writes that
+tower's change as the adapter instead of a bundle (default_model/adapters/, pipeline/adapters.py): added only while
+a given picture's sound, a given sound's picture, or a film's later shot with its carried subject is sampled.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
     elif stage == "bundle":
         print(stages.run_bundle(workdir, out, average_with_adopted=settings.get("average_with_adopted")))
     elif stage == "adapter":  # (after a one-tower dit run: that tower's change as a hold adapter)
-        print(stages.run_adapter(workdir, out, towers=settings.get("towers") or "audio"))
+        print(stages.run_adapter(workdir, out, adapter=settings["adapter"]))
     elif stage == "export":
         print(stages.export_curves(workdir))
     elif stage == "report":
@@ -320,14 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hold-shares", type=hold_shares, default=None, metavar="KIND=SHARE,...",
                    help="dit: long-form holds with these shares instead of stages.LONG_FORM_HOLDS (implies "
                         "--long-form-holds), e.g. segment_tail=0.15,whole_audio=0.15,whole_video=0.2")
+    p.add_argument("--subject-share", type=fine_tune_share, default=None, metavar="SHARE",
+                   help="dit: share of draws of an object clip with its carried subject's references and a later "
+                        "shot's caption (default 0.25; stages.run_dit's p_subject)")
     p.add_argument("--dit-layers", type=positive_int, default=None, metavar="N",
                    help="dit: blocks per tower; more than the adopted bundle's grows it (added blocks start as "
                         "identities, stages.grow_dit_state)")
     p.add_argument("--train-towers", choices=stages.TOWERS, default=None,
                    help="dit: train only this tower's weights (the other tower and the text encoder stay as "
                         "adopted), e.g. audio for a video-to-audio fine-tune that leaves the picture's weights alone "
-                        "(default: both); without --hold-shares the other modality is given whole in 60%% of batches "
-                        "(stages.ADAPTER_HOLDS), as the hold adapter --stage adapter then writes is for")
+                        "(default: both, or --adapter's)")
+    p.add_argument("--adapter", choices=tuple(stages.ADAPTER_RUNS), default=None,
+                   help="dit: train for this hold adapter (stages.ADAPTER_RUNS: its tower, hold shares and subject "
+                        "share, each unless given); adapter: write it (the pipeline's file for its hold)")
     p.add_argument("--data-parallel", type=positive_int, default=None, metavar="N",
                    help="dit: train in N processes on the device, gradients averaged (a tiny model leaves a GPU "
                         "mostly idle in one process)")
@@ -351,8 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     holds = args.hold_shares or (dict(stages.LONG_FORM_HOLDS) if args.long_form_holds else None)
-    if holds is None and args.train_towers in stages.ADAPTER_HOLDS:  # (a one-tower run is an adapter's)
-        holds = stages.adapter_hold_shares(args.train_towers)
+    if args.stage == "adapter" and not args.adapter:
+        p.error(f"--stage adapter: name the adapter to write, --adapter {{{','.join(stages.ADAPTER_RUNS)}}}")
+    run = stages.ADAPTER_RUNS[args.adapter] if args.adapter else None  # (its settings, unless given)
+    towers = args.train_towers or (run.tower if run else None)
+    holds = holds or (dict(run.hold_shares) if run else None)
+    subject_share = args.subject_share or (run.subject_share if run else None)
     if args.adopt is not None:
         print(stages.adopt_bundle(args.workdir, args.adopt))
     for stage in ALL_STAGES if args.stage == "all" else (args.stage,):
@@ -363,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                   long_form_holds=holds if stage == "dit" else None,
                   dit_layers=args.dit_layers if stage == "dit" else None,
                   data_parallel=args.data_parallel if stage == "dit" else None,
-                  towers=args.train_towers if stage in ("dit", "adapter") else None,
+                  towers=towers if stage == "dit" else None,
+                  p_subject=subject_share if stage == "dit" else None,
+                  adapter=args.adapter if stage == "adapter" else None,
                   average_with_adopted=args.average_with_adopted if stage == "bundle" else None)
     return 0
 

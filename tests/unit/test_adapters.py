@@ -107,6 +107,39 @@ def test_foley_samples_with_the_adapter_and_records_it_other_holds_without(regis
         api.sample(model, cond, latent, seed=3, steps=1, adapter="on")
 
 
+def test_a_carried_subject_samples_with_the_shots_adapter_a_cameos_references_without(tmp_path, parts, monkeypatch):
+    """A film's later shot (the subject carried as reference tokens) adds the family's carried-subject adapter; the
+    same references given as a cameo's sample with the base weights, exactly as with the adapter off."""
+    import dataclasses
+
+    from jointav.pipeline import long_form
+
+    model, decoders = parts
+    tower = {k: v.detach().clone() for k, v in model.dit.state_dict().items() if k.startswith("video_model.")}
+    g = torch.Generator().manual_seed(1)
+    path = adapters.save_adapter(tmp_path / "shots.safetensors", tower,
+                                 {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in tower.items()},
+                                 name="shots", family="jointav-default", hold="carried_subject", dtype=torch.float32)
+    monkeypatch.setitem(adapters.ADAPTERS, model.spec.family, {"carried_subject": path})
+    clip = render_clip(parse_caption(BOUNCE), seed=5)
+    carried = long_form.subject_reference(model, decoders, clip.frames, clip.audio)
+    assert carried.carried and adapters.latent_hold([carried]) == "carried_subject"
+    cameo = dataclasses.replace(carried, carried=False)
+    cond = api.encode_prompt(model, "it bounces twice in the centre, low thuds, on a gray background")
+
+    def shot(references, **kw):
+        latent = api.empty_latent(model, "2s")
+        latent.conditionings.append(references)
+        return api.sample(model, cond, latent, seed=3, steps=2, **kw)
+
+    with_it, as_cameo, off = shot(carried), shot(cameo), shot(carried, adapter="off")
+    assert with_it.provenance["sampler"]["adapter"] == {"name": "shots", "hold": "carried_subject",
+                                                        "file": "shots.safetensors"}
+    assert "adapter" not in as_cameo.provenance["sampler"] and "adapter" not in off.provenance["sampler"]
+    assert torch.equal(as_cameo.video, off.video) and torch.equal(as_cameo.audio, off.audio)
+    assert not torch.allclose(with_it.video, off.video, atol=1e-4)  # the picture is the adapted tower's
+
+
 def test_an_adapter_made_for_other_weights_is_left_out_with_a_warning(tmp_path, parts, monkeypatch, caplog):
     model, decoders = parts
     other = {k: 1.1 * v for k, v in audio_tower(model.dit).items()}  # another training run's weights

@@ -261,6 +261,23 @@ def test_shots_without_carry_hold_nothing(tmp_path, monkeypatch):
     assert all(items == [] for items, _ in spy.calls)
 
 
+def test_shots_add_the_default_models_shots_adapter_to_the_later_shots_unless_told_off(tmp_path, monkeypatch):
+    path = adapters.ADAPTERS["jointav-default"]["carried_subject"]
+    if not (BUNDLE_DIR / BUNDLE_NAME).is_file() or not path.is_file():
+        pytest.skip(f"NO TRAINED DEFAULT MODEL OR SHOTS ADAPTER: {BUNDLE_DIR / BUNDLE_NAME}, {path}")
+    spy = SampleSpy(monkeypatch)
+
+    def adapters_used(*extra):
+        spy.calls.clear()
+        assert cli("shots", "--shot", f"{BOUNCE}@1s", "--shot", "it bounces@1s", "--steps", "1", *extra,
+                   "--out", tmp_path / "f.mp4") == 0
+        return [latent.provenance["sampler"].get("adapter", {}).get("name") for _, latent in spy.calls]
+
+    assert adapters_used() == [None, "jointav-default-shots"]  # the first shot has no carried subject
+    assert adapters_used("--adapter", "off") == [None, None]
+    assert adapters_used("--carry", "none") == [None, None]
+
+
 # --------------------------------------------------------------------------------------------- bad input
 
 def garbage(path: Path) -> Path:

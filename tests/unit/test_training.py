@@ -415,7 +415,7 @@ def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle
     _fake_latents(work)
     stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers="audio",
                    long_form_holds={"whole_video": 0.5})
-    path = stages.run_adapter(work, tmp_path / "foley.safetensors")
+    path = stages.run_adapter(work, tmp_path / "foley.safetensors", adapter="foley")
     model = api.load_joint_model(bundle)
     read = adapters.read_adapter(path, model.dit)
     ema, adopted = _saved(work, "dit")["ema"], torch.load(work / "init-dit.pt", weights_only=True)
@@ -427,31 +427,40 @@ def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle
     assert adapters.matches_base(read, model.dit)
     assert not adapters.matches_base(read, api.load_joint_model(save_bundle(
         random_default(seed=4), tmp_path / "other.safetensors", default_configs())).dit)
-    video = adapters.read_adapter(stages.run_adapter(work, tmp_path / "v.safetensors", towers="video"), model.dit)
-    assert video.hold == "whole_audio" and all(k.startswith("video_model.") for k in video.diffs)  # for animate
-    with pytest.raises(FileNotFoundError, match="init-dit.pt is absent.*--train-towers audio"):
-        stages.run_adapter(tmp_path / "scratch", tmp_path / "x.safetensors")
-    with pytest.raises(ValueError, match="towers='both': an adapter holds one tower"):
-        stages.run_adapter(work, tmp_path / "x.safetensors", towers="both")
+    with pytest.raises(ValueError, match="the dit run in .* left the video tower as adopted; train it with "
+                                         "--stage dit --adapter animate"):
+        stages.run_adapter(work, tmp_path / "v.safetensors", adapter="animate")  # (the run trained the audio tower)
+    with pytest.raises(FileNotFoundError, match="init-dit.pt is absent.*--stage dit --adapter foley"):
+        stages.run_adapter(tmp_path / "scratch", tmp_path / "x.safetensors", adapter="foley")
+    with pytest.raises(ValueError, match="adapter='sound': expected one of foley, animate, shots"):
+        stages.run_adapter(work, tmp_path / "x.safetensors", adapter="sound")
     folder = tmp_path / "gpu-out"  # (what scripts/finetune_default_gpu.sh passes: the file named as registered)
     folder.mkdir()
-    assert stages.run_adapter(work, folder, towers="video") == folder / adapters.ADAPTERS["jointav-default"][
-        "whole_audio"].name
+    assert stages.run_adapter(work, folder, adapter="foley") == folder / adapters.ADAPTERS["jointav-default"][
+        "whole_video"].name
 
 
-def test_a_one_tower_run_trains_the_hold_its_adapter_is_for_unless_told_otherwise(tmp_path, monkeypatch):
-    """train_default --train-towers video (the animate adapter's run) gives the whole audio in 60% of batches
-    without --hold-shares; given shares win; a two-tower run gets no holds it did not ask for."""
+def test_each_shipped_adapter_is_trained_on_the_tower_and_holds_its_run_names(tmp_path, monkeypatch):
+    """train_default --adapter NAME: the dit stage trains that adapter's tower with its holds and carried-subject
+    share (each given flag wins); every run's hold has a file registered for the pipeline to add; --stage adapter
+    without a name is refused."""
+    from jointav.pipeline import adapters
     from jointav.training import train_default
 
     seen = []
-    monkeypatch.setattr(train_default, "run_stage", lambda stage, *a, **kw: seen.append(kw["long_form_holds"]))
+    monkeypatch.setattr(train_default, "run_stage", lambda stage, *a, **kw: seen.append(
+        (kw["towers"], kw["long_form_holds"], kw["p_subject"])))
     base = ["--workdir", str(tmp_path), "--stage", "dit"]
-    train_default.main(base + ["--train-towers", "video"])
-    train_default.main(base + ["--train-towers", "audio"])
-    train_default.main(base + ["--train-towers", "audio", "--hold-shares", "whole_video=0.3,segment_tail=0.1"])
+    train_default.main(base + ["--adapter", "animate"])
+    train_default.main(base + ["--adapter", "shots"])
+    train_default.main(base + ["--adapter", "foley", "--hold-shares", "whole_video=0.3,segment_tail=0.1"])
     train_default.main(base)
-    assert seen == [{"whole_audio": 0.6}, {"whole_video": 0.6}, {"whole_video": 0.3, "segment_tail": 0.1}, None]
+    assert seen == [("video", {"whole_audio": 0.6}, None), ("video", {"segment_tail": 0.15}, 0.75),
+                    ("audio", {"whole_video": 0.3, "segment_tail": 0.1}, None), (None, None, None)]
+    for run in stages.ADAPTER_RUNS.values():
+        assert run.hold in adapters.ADAPTERS["jointav-default"] and run.tower in ("audio", "video")
+    with pytest.raises(SystemExit):
+        train_default.main(["--workdir", str(tmp_path), "--stage", "adapter"])
 
 
 def test_an_unknown_tower_is_refused_before_the_latents_are_read(tmp_path):
