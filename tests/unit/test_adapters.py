@@ -186,7 +186,8 @@ def test_a_bad_adapter_file_is_refused_naming_it(tmp_path, parts, case, error, m
     assert str(path) in str(e.value) and message in str(e.value)
 
 
-@pytest.mark.parametrize("hold, tower", [("whole_video", "audio_model."), ("whole_audio", "video_model.")])
+@pytest.mark.parametrize("hold, tower", [("whole_video", "audio_model."), ("whole_audio", "video_model."),
+                                         ("carried_subject", "video_model.")])
 def test_the_shipped_adapters_are_made_for_the_shipped_bundle(parts, hold, tower):
     path = adapters.ADAPTERS["jointav-default"][hold]
     if not (BUNDLE_DIR / BUNDLE_NAME).is_file() or not path.is_file():
