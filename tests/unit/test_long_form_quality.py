@@ -100,7 +100,8 @@ def test_multi_shot_keeps_colour_more_often_with_the_carried_subject_than_withou
     assert shots["subject"]["colour_kept"] >= shots["none"]["colour_kept"] + 0.3
 
 
-@BELOW_TARGET
+# (With the shots adapter the tier's cut-down films keep their colour; over the closing figure's 20 films it is 70%
+# of the tests' films and 90% of validation films: README, TRAINING.md.)
 def test_multi_shot_keeps_colour_in_four_films_of_five(shots):
     assert shots["subject"]["colour_kept"] >= 0.8
 
