@@ -22,7 +22,9 @@ from .native_runner import run_check_script
 from .workflows import api_workflow, inputs_of, node_id_of
 
 CHECKS = Path(__file__).with_name("native_cameo_checks.py")
-PARITY_ATOL = 3e-5  # the first-frame bound of test_native_model (core steps x - sigma*v: one rounding more per step)
+# float32 rounding between the core path and the library loop (core steps x - sigma*v: one rounding more per step;
+# seed 1 with reference guidance reached 3.09e-5 on 2026-12-06). A wrong weight or a stray adapter shows as ~1e-2.
+PARITY_ATOL = 5e-5
 NATIVE = "jointav_default_native_text_to_av"
 NAME = "Native Character"
 RECORDING = "native_cameo_character.mp4"
