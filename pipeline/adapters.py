@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import CheckpointFileError, CheckpointKeyError, InputValueError
-from ..samplers import ReferenceTokens, WholeAudio, WholeVideo
+from ..samplers import ReferenceTokens, SegmentTail, WholeAudio, WholeVideo
 from .default_model import BUNDLE_DIR
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ ADAPTER_DIR = BUNDLE_DIR / "adapters"
 ADAPTERS: dict[str, dict[str, Path]] = {
     "jointav-default": {"whole_video": ADAPTER_DIR / "jointav-default-foley.safetensors",
                         "whole_audio": ADAPTER_DIR / "jointav-default-animate.safetensors",
-                        "carried_subject": ADAPTER_DIR / "jointav-default-shots.safetensors"},
+                        "carried_subject": ADAPTER_DIR / "jointav-default-shots.safetensors",
+                        "segment_tail": ADAPTER_DIR / "jointav-default-extend.safetensors"},
 }
 # Base values probed per tensor, and how far a probe may move: bf16 storage rounds by up to 0.4%; another run
 # moves weights by far more (an average of 15% fine-tune with 85% bundle already moves most by percents).
@@ -193,7 +194,10 @@ _loaded: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, HoldAdapter | Non
 def latent_hold(conditionings) -> str | None:
     """The hold kind an adapter is chosen by: "whole_video" when the picture is given (video-to-audio),
     "whole_audio" when the sound is (audio-to-video), "carried_subject" when a film's later shot holds the subject
-    of an earlier one as reference tokens (a cameo's references are not a carried subject)."""
+    of an earlier one as reference tokens (a cameo's references are not a carried subject), "segment_tail" when
+    an extension holds the previous segment's last frames and their sound. The first that applies wins: a whole
+    modality given decides a segment's task more than its tail does, and the shots adapter was trained with
+    segment tails among its holds (a long shot is extended with its references)."""
     items = list(conditionings or ())
     if any(isinstance(c, WholeVideo) for c in items):
         return "whole_video"
@@ -201,6 +205,8 @@ def latent_hold(conditionings) -> str | None:
         return "whole_audio"
     if any(isinstance(c, ReferenceTokens) and c.carried for c in items):
         return "carried_subject"
+    if any(isinstance(c, SegmentTail) for c in items):
+        return "segment_tail"
     return None
 
 

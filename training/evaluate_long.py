@@ -90,7 +90,7 @@ def _write_and_read(run, folder: Path, name: str):
 
 
 def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
-                 hold_mode: str = "auto") -> dict:
+                 hold_mode: str = "auto", adapter: str = "auto") -> dict:
     """n clips: n - synthetic toy-world bounce/speak sounds and `synthetic` click tracks, each animated from its
     sound; generated frames' events against the given sound's onsets, and the shuffled pairing."""
     model, decoders = _parts()
@@ -110,7 +110,8 @@ def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
             clip = MediaClip(frames=None, sound=sound, fps=None, path=Path(f"<{source} {i}>"))
             frames, _, _ = _write_and_read(lambda w: long_form.animate(
                 model, decoders, w, clip, [caption], to_seconds=SECONDS,
-                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode)), Path(tmp), f"a2v{i}.mp4")
+                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode, adapter=adapter)),
+                Path(tmp), f"a2v{i}.mp4")
             videos.append(detect_video_events(frames, kind=kind))
             audios.append(detect_audio_events(sound, MODEL_RATE))
             rows.append({"caption": caption, "source": source})
@@ -121,7 +122,7 @@ def evaluate_a2v(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
 
 
 def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, synthetic: int = 4,
-                 hold_mode: str = "auto") -> dict:
+                 hold_mode: str = "auto", adapter: str = "auto") -> dict:
     """n silent videos: n - synthetic toy-world clips (bounce, slide, speak) and `synthetic` plain moving discs;
     generated sound's onsets against the given video's events (shuffled pairing too), and for speaking clips whether
     the heard pitch class is the prompt's."""
@@ -141,7 +142,8 @@ def evaluate_v2a(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, s
             clip = MediaClip(frames=frames, sound=None, fps=FPS, path=Path(f"<{source} {i}>"))
             _, sound, _ = _write_and_read(lambda w: long_form.foley(
                 model, decoders, w, clip, [caption], to_seconds=SECONDS,
-                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode)), Path(tmp), f"v2a{i}.mp4")
+                settings=long_form.Settings(steps=steps, seed=seed + i, hold_mode=hold_mode, adapter=adapter)),
+                Path(tmp), f"v2a{i}.mp4")
             videos.append(detect_video_events(frames, kind=kind))
             heard = detect_audio_events(sound, MODEL_RATE)
             audios.append(heard)
@@ -172,7 +174,7 @@ def film_prompts(spec: SceneSpec) -> list[str]:
             f"the same {spec.shape} bounces once on the left, a low thud, on a {spec.background} background"]
 
 
-def evaluate_shots(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED) -> dict:
+def evaluate_shots(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED, adapter: str = "auto") -> dict:
     """n three-shot films (bounce and speak in turn), each made with carry='subject' and carry='none'; colour kept
     in every later shot, and (speaking films) voice pitch class kept."""
     model, decoders = _parts()
@@ -184,7 +186,8 @@ def evaluate_shots(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED)
             for i, spec in enumerate(specs):
                 shots = [long_form.Shot(p, SECONDS) for p in film_prompts(spec)]
                 frames, sound, report = _write_and_read(lambda w: long_form.shots(
-                    model, decoders, w, shots, carry=carry, settings=long_form.Settings(steps=steps, seed=seed + i)),
+                    model, decoders, w, shots, carry=carry,
+                    settings=long_form.Settings(steps=steps, seed=seed + i, adapter=adapter)),
                     Path(tmp), f"film{i}.mp4")
                 traits = shot_traits(frames, sound, FPS, MODEL_RATE, report.cuts, kind=spec.kind)
                 kept_colour = kept_across(traits, "colour")
@@ -198,7 +201,7 @@ def evaluate_shots(n: int = 20, steps: int | None = None, seed: int = EVAL_SEED)
 
 
 def evaluate_extension(films: int = 4, to_seconds: float = 20.0, steps: int | None = None, seed: int = EVAL_SEED,
-                       hold: int = long_form.DEFAULT_HOLD) -> dict:
+                       hold: int = long_form.DEFAULT_HOLD, adapter: str = "auto") -> dict:
     """`films` bounce/speak films extended from a generated 2 s segment to `to_seconds`; seam figures per film."""
     model, decoders = _parts()
     out = []
@@ -206,7 +209,7 @@ def evaluate_extension(films: int = 4, to_seconds: float = 20.0, steps: int | No
         for i, spec in enumerate(_specs(films, ("bounce", "speak"), seed + 5)):
             frames, sound, report = _write_and_read(lambda w: long_form.extend(
                 model, decoders, w, to_seconds=to_seconds, prompts=[caption_for(spec)], hold_latent_frames=hold,
-                settings=long_form.Settings(steps=steps, seed=seed + i)), Path(tmp), f"ext{i}.mp4")
+                settings=long_form.Settings(steps=steps, seed=seed + i, adapter=adapter)), Path(tmp), f"ext{i}.mp4")
             figures = seam_figures(frames, sound, FPS, MODEL_RATE, report.seams, kind=spec.kind)
             figures.update(caption=caption_for(spec), frames=len(frames), seconds=len(frames) / FPS,
                            count_as_captioned=float(np.mean([r["count"] == spec.count for r in figures["segments"]])))
@@ -268,22 +271,25 @@ def main(argv=None) -> int:
     p.add_argument("--hold", type=int, default=long_form.DEFAULT_HOLD)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--hold-mode", default="auto", choices=["auto", "clean", "noised"])
+    p.add_argument("--adapter", default="auto", choices=["auto", "off"],
+                   help="auto: the hold adapters the commands add; off: the bundle alone (a baseline)")
     p.add_argument("--seed", type=int, default=EVAL_SEED, help=f"clip seed (default: the tests' {EVAL_SEED}; "
                                                                "choose others to validate a candidate)")
     args = p.parse_args(argv)
     for name in args.what.split(","):
         if name == "a2v":
-            result = evaluate_a2v(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode)
+            result = evaluate_a2v(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode, adapter=args.adapter)
         elif name == "v2a":
-            result = evaluate_v2a(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode)
+            result = evaluate_v2a(args.n, args.steps, seed=args.seed, hold_mode=args.hold_mode, adapter=args.adapter)
         elif name == "shots":
-            result = evaluate_shots(args.n, args.steps, seed=args.seed)
+            result = evaluate_shots(args.n, args.steps, seed=args.seed, adapter=args.adapter)
         elif name == "extend":
-            result = evaluate_extension(args.films, args.to, args.steps, seed=args.seed, hold=args.hold)
+            result = evaluate_extension(args.films, args.to, args.steps, seed=args.seed, hold=args.hold,
+                                        adapter=args.adapter)
         else:
             print(f"error: --what {name!r}: expected a2v, v2a, shots or extend", file=sys.stderr)
             return 2
-        print(f"[hold_mode {args.hold_mode}] " + summary(name, result), flush=True)
+        print(f"[hold_mode {args.hold_mode}, adapter {args.adapter}] " + summary(name, result), flush=True)
     return 0
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from jointav.errors import CheckpointFileError, CheckpointKeyError, InputValueError
 from jointav.pipeline import adapters, api, graph_latents
 from jointav.pipeline.default_model import BUNDLE_DIR, BUNDLE_NAME
-from jointav.samplers import WholeVideo
+from jointav.samplers import ReferenceTokens, SegmentTail, WholeAudio, WholeVideo
 from jointav.toyworld import parse_caption, render_clip
 
 BOUNCE = "a red ball bounces twice on the left, low thuds, on a gray background"
@@ -186,8 +186,24 @@ def test_a_bad_adapter_file_is_refused_naming_it(tmp_path, parts, case, error, m
     assert str(path) in str(e.value) and message in str(e.value)
 
 
+def test_the_hold_an_adapter_is_chosen_by_is_the_segments_task():
+    """An extension's tail picks the extend adapter, unless the segment's task is a given modality (a long
+    audio-to-video or foley run is chained with tails too) or a film's carried subject (the shots adapter was
+    trained with tails among its holds); a cameo's references pick nothing."""
+    tail = SegmentTail(torch.zeros(1, 4, 2, 8, 8), torch.zeros(1, 6, 8))
+    whole_audio, whole_video = WholeAudio(torch.zeros(1, 20, 8)), WholeVideo(torch.zeros(1, 4, 5, 8, 8))
+    face, voice = torch.zeros(1, 4, 1, 8, 8), torch.zeros(1, 3, 8)
+    carried, cameo = ReferenceTokens(face, voice, carried=True), ReferenceTokens(face, voice)
+    assert adapters.latent_hold([tail]) == "segment_tail"
+    assert adapters.latent_hold([cameo, tail]) == "segment_tail"
+    assert adapters.latent_hold([tail, whole_audio]) == "whole_audio"
+    assert adapters.latent_hold([tail, whole_video]) == "whole_video"
+    assert adapters.latent_hold([tail, carried]) == "carried_subject"
+    assert adapters.latent_hold([cameo]) is None and adapters.latent_hold([]) is None
+
+
 @pytest.mark.parametrize("hold, tower", [("whole_video", "audio_model."), ("whole_audio", "video_model."),
-                                         ("carried_subject", "video_model.")])
+                                         ("carried_subject", "video_model."), ("segment_tail", "video_model.")])
 def test_the_shipped_adapters_are_made_for_the_shipped_bundle(parts, hold, tower):
     path = adapters.ADAPTERS["jointav-default"][hold]
     if not (BUNDLE_DIR / BUNDLE_NAME).is_file() or not path.is_file():

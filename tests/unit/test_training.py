@@ -453,9 +453,11 @@ def test_each_shipped_adapter_is_trained_on_the_tower_and_holds_its_run_names(tm
     base = ["--workdir", str(tmp_path), "--stage", "dit"]
     train_default.main(base + ["--adapter", "animate"])
     train_default.main(base + ["--adapter", "shots"])
+    train_default.main(base + ["--adapter", "extend"])
     train_default.main(base + ["--adapter", "foley", "--hold-shares", "whole_video=0.3,segment_tail=0.1"])
     train_default.main(base)
     assert seen == [("video", {"whole_audio": 0.6}, None), ("video", {"segment_tail": 0.15}, 0.75),
+                    ("video", {"segment_tail": 0.6}, None),
                     ("audio", {"whole_video": 0.3, "segment_tail": 0.1}, None), (None, None, None)]
     for run in stages.ADAPTER_RUNS.values():
         assert run.hold in adapters.ADAPTERS["jointav-default"] and run.tower in ("audio", "video")
