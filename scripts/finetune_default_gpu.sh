@@ -15,9 +15,10 @@
 # machine, give STEPS (the whole schedule's steps: 0.85 s a step measured with 6 processes on an H200) and call
 # again: the encoded set and the DiT's checkpoint are found and training goes on.
 #
-# A hold adapter instead (pipeline/adapters.py): ADAPTER=foley, animate or shots trains its one tower alone at the
-# bundle's own 4 blocks, with its holds (training/stages.ADAPTER_RUNS; HOLDS as --hold-shares instead), then
-# writes the adapter (`--stage adapter`) into $OUT, or $work, under the file name the pipeline looks for:
+# A hold adapter instead (pipeline/adapters.py): ADAPTER=foley, animate, shots or extend trains its one tower
+# alone at the bundle's own 4 blocks, with its holds (training/stages.ADAPTER_RUNS; HOLDS as --hold-shares
+# instead), then writes the adapter (`--stage adapter`) into $OUT, or $work, under the file name the pipeline
+# looks for:
 #
 #   ADAPTER=foley PROCS=6 DIT_MIN=6.5 CLIPS=12000 OUT=/some/dir scripts/finetune_default_gpu.sh
 set -euo pipefail

@@ -13,9 +13,10 @@ bundle can be fine-tuned: `--adopt BUNDLE` makes the workdir start from it (stag
 Checkpoints and intermediate files go to --workdir (default ~/.cache/jointav-train); the `bundle` stage
 writes default_model/jointav-default.safetensors (or --out); `--average-with-adopted 0.15` makes its DiT a weight
 average of the fine-tune (15%) and the adopted bundle (85%). `--stage dit --adapter NAME` trains one tower for
-a hold adapter (stages.ADAPTER_RUNS: foley, animate, shots), then `--stage adapter --adapter NAME` writes that
-tower's change as the adapter instead of a bundle (default_model/adapters/, pipeline/adapters.py): added only while
-a given picture's sound, a given sound's picture, or a film's later shot with its carried subject is sampled.
+a hold adapter (stages.ADAPTER_RUNS: foley, animate, shots, extend), then `--stage adapter --adapter NAME` writes
+that tower's change as the adapter instead of a bundle (default_model/adapters/, pipeline/adapters.py): added only
+while a given picture's sound, a given sound's picture, a film's later shot with its carried subject, or an
+extension's later segment is sampled.
 """
 
 from __future__ import annotations
