@@ -648,7 +648,7 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
             p_cameo_caption_alone: float = 0.15, p_subject: float = 0.25, p_subject_caption_alone: float = 0.08,
             progress: bool = True, stop_at: int | None = None,
             device: str = "cpu", lr: float = 1e-3, long_form_holds: dict[str, float] | None = None,
-            dit_layers: int | None = None, collective=None, towers: str = "both"):
+            dit_layers: int | None = None, collective=None, towers: str = "both", warm_start: Path | None = None):
     """Flow matching on the pre-encoded set. Cameo pathway: a speaking clip gets, with probability p_cameo,
     its character's reference tokens (face and voice from another recording) and a caption that leaves colour
     and voice out (toyworld.cameo_caption), so the look and the voice must come from the references; with
@@ -664,7 +664,9 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
     `collective` (loop.Collective), this is one of several data-parallel processes: process r of w trains on
     the batches a single process would draw at steps k*w + r, so one process alone is the run it always was.
     towers: "both", or the one tower whose weights train ("audio" / "video"; the other tower and the text encoder
-    stay as adopted, see freeze_for_towers)."""
+    stay as adopted, see freeze_for_towers).
+    warm_start: an earlier dit checkpoint (its EMA) to start from instead of the adopted weights, with a fresh
+    schedule and optimizer; the adopted bundle stays what an adapter and an average are made against."""
     from ..pipeline.specs import DEFAULT_SPEC
     from ..samplers.conditioning import audio_positions_covering
 
@@ -676,6 +678,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
                                           DEFAULT_SPEC.audio_samples_per_latent / DEFAULT_SPEC.audio_sample_rate)
     adopted_state = load_adopted_dit(workdir)  # (a fine-tune of an adopted bundle; see adopt_bundle)
     dit_layers = dit_layers_to_train(adopted_state, dit_layers, workdir)  # (refused before the latents are read)
+    if warm_start is not None:  # (refused before the latents are read too)
+        warm_start_weights(warm_start, JointDenoiser(default_configs(dit_layers), seed).state_dict())
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
@@ -689,6 +693,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         if dit_layers_of(adopted_state) != dit_layers:
             adopted_state = grow_dit_state(adopted_state, model.state_dict())
         model.load_state_dict(adopted_state)
+    if warm_start is not None:
+        model.load_state_dict(warm_start_weights(warm_start, model.state_dict()))
     freeze_for_towers(model, towers)
     rank, world = (0, 1) if collective is None else (collective.rank, collective.world)
     if rank == 0:  # (what the bundle's latent statistics must be: the ones this run normalised with)
@@ -803,6 +809,29 @@ def run_bundle(workdir: Path, out: Path | None = None, extra: dict | None = None
     path = Path(out) if out else BUNDLE_DIR / BUNDLE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_bundle(parts, path, configs, {"name": "jointav-default (trained toy world)", **(extra or {})})
+
+
+def warm_start_weights(path: Path, expected: dict) -> dict:
+    """The weights of the dit checkpoint `path` (its EMA where it has one), checked against the model a run
+    trains (`expected`: its state dict): the same tensors with the same shapes, or an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--warm-start {path}: no such file; expected a dit checkpoint (dit.ckpt)")
+    saved = torch.load(path, weights_only=True, map_location="cpu")
+    weights = saved.get("ema") or saved.get("model") if isinstance(saved, dict) else None
+    if not isinstance(weights, dict):
+        raise ValueError(f"--warm-start {path}: no 'ema' or 'model' weights; expected a dit checkpoint (dit.ckpt)")
+    missing, unexpected = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    if missing or unexpected:
+        example = (missing or ["-"])[0], (unexpected or ["-"])[0]
+        raise ValueError(f"--warm-start {path}: {len(missing)} tensors of this run's DiT are absent (e.g. "
+                         f"{example[0]}) and {len(unexpected)} are not its (e.g. {example[1]}); expected a dit "
+                         f"checkpoint of the same model size")
+    for key, value in expected.items():
+        if tuple(weights[key].shape) != tuple(value.shape):
+            raise ValueError(f"--warm-start {path}: {key} has shape {list(weights[key].shape)}, this run's DiT "
+                             f"{list(value.shape)}")
+    return weights
 
 
 @dataclasses.dataclass(frozen=True)

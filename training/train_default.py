@@ -80,6 +80,7 @@ def run_stage(stage: str, workdir: Path, plan: str = "cpu", out: Path | None = N
             settings.pop("data_parallel", None)
             settings.pop("dit_layers", None)
             settings.pop("towers", None)
+            settings.pop("warm_start", None)
         run(workdir, settings.pop("steps", None), settings.pop("minutes", None), resume, device=device, **settings,
             **extra)
     elif stage == "encode":
@@ -340,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adopt", type=Path, default=None, help="first make the workdir start from this trained bundle")
     p.add_argument("--device", default="cpu", help="torch device to train on, e.g. cuda (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the stage's last checkpoint")
+    p.add_argument("--warm-start", type=Path, default=None, metavar="DIT_CKPT",
+                   help="dit: start from this earlier dit checkpoint's EMA weights (same size) with a new schedule, "
+                        "e.g. to train an adapter further; the adopted bundle stays what the adapter is made against")
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     p.add_argument("--clips", type=int, default=None, help="clips in the pre-encoded DiT training set (default: "
                    "the plan's)")
@@ -374,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                   dit_layers=args.dit_layers if stage == "dit" else None,
                   data_parallel=args.data_parallel if stage == "dit" else None,
                   towers=towers if stage == "dit" else None,
+                  warm_start=args.warm_start if stage == "dit" else None,
                   p_subject=subject_share if stage == "dit" else None,
                   adapter=args.adapter if stage == "adapter" else None,
                   average_with_adopted=args.average_with_adopted if stage == "bundle" else None)

@@ -3,6 +3,7 @@ stages chain into a bundle that the pipeline loads and samples from. Toy sizes: 
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -440,6 +441,48 @@ def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle
         "whole_video"].name
 
 
+def test_a_warm_started_run_goes_on_from_the_earlier_runs_weights_and_its_adapter_stays_a_difference_to_the_bundle(
+        tmp_path):
+    """--warm-start DIT_CKPT: a new dit run (new schedule) starts from an earlier run's EMA, not from the adopted
+    weights, and the adapter it writes is still the tower's change from the adopted bundle (what the pipeline's
+    base check compares with); a missing file or another model's checkpoint is refused naming it, before the
+    latents are read."""
+    from jointav.pipeline import adapters
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    torch.set_num_threads(1)
+    bundle = save_bundle(random_default(seed=3), tmp_path / "b.safetensors", default_configs())
+    work = stages.adopt_bundle(tmp_path / "work", bundle)
+    _fake_latents(work)
+    stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers="video",
+                   long_form_holds={"segment_tail": 0.5})
+    earlier = tmp_path / "earlier.ckpt"
+    checkpoint_path(work, "dit").rename(earlier)
+    earlier_ema = torch.load(earlier, weights_only=True)["ema"]
+    adopted = torch.load(work / "init-dit.pt", weights_only=True)
+    stages.run_dit(work, 1, None, False, batch=2, progress=False, lr=1e-9, towers="video",
+                   long_form_holds={"segment_tail": 0.5}, warm_start=earlier)
+    now = _saved(work, "dit")["ema"]
+    moved = [k for k in earlier_ema if not torch.allclose(earlier_ema[k], adopted[k], atol=1e-4)]
+    assert moved and all(k.startswith("dit.video_model.") for k in moved)
+    assert all(torch.allclose(now[k], earlier_ema[k], atol=1e-6) for k in now)  # (lr 1e-9: where it started)
+    path = stages.run_adapter(work, tmp_path / "extend.safetensors", adapter="extend")
+    read = adapters.read_adapter(path, api.load_joint_model(bundle).dit)
+    assert read.hold == "segment_tail" and adapters.matches_base(read, api.load_joint_model(bundle).dit)
+    name = moved[0][len("dit."):]
+    assert name in read.diffs
+    assert torch.allclose(read.diffs[name].float(), now[moved[0]] - adopted[moved[0]], atol=1e-3)
+
+    scratch = stages.adopt_bundle(tmp_path / "scratch", bundle)  # (no latents: the check comes first)
+    with pytest.raises(FileNotFoundError, match=r"--warm-start .*nope.ckpt: no such file"):
+        stages.run_dit(scratch, 1, None, False, progress=False, warm_start=tmp_path / "nope.ckpt")
+    other = tmp_path / "other.ckpt"
+    torch.save({"ema": {"dit.video_model.head.weight": torch.zeros(2, 2)}}, other)
+    with pytest.raises(ValueError, match=r"other.ckpt: \d+ tensors of this run's DiT are absent .* expected a dit "
+                                         r"checkpoint of the same model size"):
+        stages.run_dit(scratch, 1, None, False, progress=False, warm_start=other)
+
+
 def test_each_shipped_adapter_is_trained_on_the_tower_and_holds_its_run_names(tmp_path, monkeypatch):
     """train_default --adapter NAME: the dit stage trains that adapter's tower with its holds and carried-subject
     share (each given flag wins); every run's hold has a file registered for the pipeline to add; --stage adapter
@@ -461,6 +504,10 @@ def test_each_shipped_adapter_is_trained_on_the_tower_and_holds_its_run_names(tm
                     ("audio", {"whole_video": 0.3, "segment_tail": 0.1}, None), (None, None, None)]
     for run in stages.ADAPTER_RUNS.values():
         assert run.hold in adapters.ADAPTERS["jointav-default"] and run.tower in ("audio", "video")
+    warm = []
+    monkeypatch.setattr(train_default, "run_stage", lambda stage, *a, **kw: warm.append((stage, kw["warm_start"])))
+    train_default.main(["--workdir", str(tmp_path), "--stage", "dit", "--adapter", "extend", "--warm-start", "e.ckpt"])
+    assert warm == [("dit", Path("e.ckpt"))]
     with pytest.raises(SystemExit):
         train_default.main(["--workdir", str(tmp_path), "--stage", "adapter"])
 
