@@ -852,7 +852,9 @@ ADAPTER_RUNS = {
     # a film's later shots: object clips drawn with their carried subject (references + "it ..." caption) in 75%
     # of draws; an extension's tail in 15%, as a shot longer than a segment is extended with its references
     "shots": AdapterRun("video", "carried_subject", {"segment_tail": 0.15}, subject_share=0.75),
-    # an extension's later segments: the previous segment's last latent frames and their sound held clean
+    # an extension's later segments: the previous segment's last latent frames and their sound held clean.
+    # Not shipped: 44 minutes of it on the CPU (2026-12-06) froze the motion of later segments (seams within range
+    # 90% -> 69% at 20 s, events as captioned 48% -> 8% at 60 s; default_model/TRAINING.md)
     "extend": AdapterRun("video", "segment_tail", {"segment_tail": 0.6}),
 }
 

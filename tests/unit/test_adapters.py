@@ -203,7 +203,7 @@ def test_the_hold_an_adapter_is_chosen_by_is_the_segments_task():
 
 
 @pytest.mark.parametrize("hold, tower", [("whole_video", "audio_model."), ("whole_audio", "video_model."),
-                                         ("carried_subject", "video_model."), ("segment_tail", "video_model.")])
+                                         ("carried_subject", "video_model.")])
 def test_the_shipped_adapters_are_made_for_the_shipped_bundle(parts, hold, tower):
     path = adapters.ADAPTERS["jointav-default"][hold]
     if not (BUNDLE_DIR / BUNDLE_NAME).is_file() or not path.is_file():
