@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, *, size: bool = False, hold: bool = Fals
                         "foley adapter, its audio tower fine-tuned for a given picture: video-to-audio within a frame "
                         "55%% -> 100%% on the tests' 20 clips; its animate adapter, the video tower for a given "
                         "sound: audio-to-video 85%% -> 100%%; its shots adapter, the video tower for a film's "
-                        "later shots: colour kept 50%% -> 70%%); off: the base weights for every segment")
+                        "later shots: colour kept 50%% -> 80%%); off: the base weights for every segment")
     if size:
         p.add_argument("--size", type=parse_size, help=_size_help())
     if hold:
