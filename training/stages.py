@@ -678,8 +678,9 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
                                           DEFAULT_SPEC.audio_samples_per_latent / DEFAULT_SPEC.audio_sample_rate)
     adopted_state = load_adopted_dit(workdir)  # (a fine-tune of an adopted bundle; see adopt_bundle)
     dit_layers = dit_layers_to_train(adopted_state, dit_layers, workdir)  # (refused before the latents are read)
-    if warm_start is not None:  # (refused before the latents are read too)
-        warm_start_weights(warm_start, JointDenoiser(default_configs(dit_layers), seed).state_dict())
+    # (checked before the latents are read too, and read once)
+    warm = None if warm_start is None else warm_start_weights(
+        warm_start, JointDenoiser(default_configs(dit_layers), seed).state_dict())
     data = load_latents(workdir)
     mean, std = video_latent_stats(data["video"])
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1, 1), torch.tensor(std).view(-1, 1, 1, 1)
@@ -693,8 +694,8 @@ def run_dit(workdir: Path, steps: int | None, minutes: float | None, resume: boo
         if dit_layers_of(adopted_state) != dit_layers:
             adopted_state = grow_dit_state(adopted_state, model.state_dict())
         model.load_state_dict(adopted_state)
-    if warm_start is not None:
-        model.load_state_dict(warm_start_weights(warm_start, model.state_dict()))
+    if warm is not None:
+        model.load_state_dict(warm)
     freeze_for_towers(model, towers)
     rank, world = (0, 1) if collective is None else (collective.rank, collective.world)
     if rank == 0:  # (what the bundle's latent statistics must be: the ones this run normalised with)

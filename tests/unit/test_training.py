@@ -404,18 +404,25 @@ def test_a_one_tower_fine_tune_moves_that_tower_alone(tmp_path):
         assert any(".cross_attn.k_fusion." in key for key in moved)  # what it reads from the video tokens
 
 
-def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle(tmp_path):
-    """--stage adapter: the trained tower's EMA minus the adopted weights, as the foley adapter the pipeline adds to
-    exactly that bundle (its base check passes on it, fails on other weights); refused without an adopted bundle."""
-    from jointav.pipeline import adapters
+def _one_tower_run_on_an_adopted_bundle(tmp_path, tower: str, holds: dict):
+    """(bundle, workdir): a random bundle adopted, fake latents, 2 steps of a one-tower dit run with `holds`."""
     from jointav.pipeline.default_model import default_configs, random_default, save_bundle
 
     torch.set_num_threads(1)
     bundle = save_bundle(random_default(seed=3), tmp_path / "b.safetensors", default_configs())
     work = stages.adopt_bundle(tmp_path / "work", bundle)
     _fake_latents(work)
-    stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers="audio",
-                   long_form_holds={"whole_video": 0.5})
+    stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers=tower, long_form_holds=holds)
+    return bundle, work
+
+
+def test_the_adapter_stage_writes_a_one_tower_runs_change_for_the_adopted_bundle(tmp_path):
+    """--stage adapter: the trained tower's EMA minus the adopted weights, as the foley adapter the pipeline adds to
+    exactly that bundle (its base check passes on it, fails on other weights); refused without an adopted bundle."""
+    from jointav.pipeline import adapters
+    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
+
+    bundle, work = _one_tower_run_on_an_adopted_bundle(tmp_path, "audio", {"whole_video": 0.5})
     path = stages.run_adapter(work, tmp_path / "foley.safetensors", adapter="foley")
     model = api.load_joint_model(bundle)
     read = adapters.read_adapter(path, model.dit)
@@ -448,14 +455,8 @@ def test_a_warm_started_run_goes_on_from_the_earlier_runs_weights_and_its_adapte
     base check compares with); a missing file or another model's checkpoint is refused naming it, before the
     latents are read."""
     from jointav.pipeline import adapters
-    from jointav.pipeline.default_model import default_configs, random_default, save_bundle
 
-    torch.set_num_threads(1)
-    bundle = save_bundle(random_default(seed=3), tmp_path / "b.safetensors", default_configs())
-    work = stages.adopt_bundle(tmp_path / "work", bundle)
-    _fake_latents(work)
-    stages.run_dit(work, 2, None, False, batch=2, progress=False, lr=1e-2, towers="video",
-                   long_form_holds={"segment_tail": 0.5})
+    bundle, work = _one_tower_run_on_an_adopted_bundle(tmp_path, "video", {"segment_tail": 0.5})
     earlier = tmp_path / "earlier.ckpt"
     checkpoint_path(work, "dit").rename(earlier)
     earlier_ema = torch.load(earlier, weights_only=True)["ema"]
@@ -467,8 +468,9 @@ def test_a_warm_started_run_goes_on_from_the_earlier_runs_weights_and_its_adapte
     assert moved and all(k.startswith("dit.video_model.") for k in moved)
     assert all(torch.allclose(now[k], earlier_ema[k], atol=1e-6) for k in now)  # (lr 1e-9: where it started)
     path = stages.run_adapter(work, tmp_path / "extend.safetensors", adapter="extend")
-    read = adapters.read_adapter(path, api.load_joint_model(bundle).dit)
-    assert read.hold == "segment_tail" and adapters.matches_base(read, api.load_joint_model(bundle).dit)
+    bundle_dit = api.load_joint_model(bundle).dit
+    read = adapters.read_adapter(path, bundle_dit)
+    assert read.hold == "segment_tail" and adapters.matches_base(read, bundle_dit)
     name = moved[0][len("dit."):]
     assert name in read.diffs
     assert torch.allclose(read.diffs[name].float(), now[moved[0]] - adopted[moved[0]], atol=1e-3)
